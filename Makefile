@@ -1,0 +1,54 @@
+# kmixup developer tasks. `make test` and `make demo` set everything up themselves.
+#
+# The virtual environment sees the system site-packages, so a torch that is already
+# installed is reused and never replaced. If there is none, the pinned CPU build is
+# installed (TORCH_SPEC); an unpinned `pip install torch` would pull several GB of CUDA
+# packages. Every later pip call runs under a constraints file that pins torch to the
+# installed version, and the package itself is installed with --no-build-isolation.
+
+PYTHON     ?= python3
+VENV       ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+DEPS       := numpy scipy mpmath pytest hypothesis ruff matplotlib scikit-learn tqdm
+
+PY          := $(VENV)/bin/python
+PIP         := $(PY) -m pip
+STAMP       := $(VENV)/.kmixup-installed
+CONSTRAINTS := $(VENV)/constraints.txt
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export PIP_NO_INPUT := 1
+
+.PHONY: venv test lint demo clean
+
+venv: $(STAMP)
+
+$(VENV)/pyvenv.cfg:
+	$(PYTHON) -m venv --system-site-packages $(VENV)
+
+$(STAMP): $(VENV)/pyvenv.cfg setup.py pyproject.toml Makefile
+	@if $(PY) -c 'import torch' >/dev/null 2>&1; then \
+		echo "Using the installed torch $$($(PY) -c 'import torch; print(torch.__version__)')"; \
+	else \
+		echo "No torch found: installing $(TORCH_SPEC)"; \
+		$(PIP) install --only-binary=torch '$(TORCH_SPEC)'; \
+	fi
+	$(PY) -c 'import torch; print("torch==" + torch.__version__)' > $(CONSTRAINTS)
+	$(PIP) install -c $(CONSTRAINTS) 'setuptools>=64' wheel $(DEPS)
+	$(PIP) install -c $(CONSTRAINTS) --no-build-isolation --no-deps -e .
+	@touch $@
+
+test: venv
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+demo: venv
+	$(PY) -m kmixup.demo
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info kmixup/*.so demo_output \
+		.pytest_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

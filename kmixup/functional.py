@@ -1,0 +1,384 @@
+"""Similarity Kernel Mixup as plain functions (the pure-PyTorch reference path).
+
+The algorithm (DESIGN.md, steps 1-5), for a batch ``x``, features ``f`` (default ``x``),
+a permutation ``perm`` and coefficients ``lam`` drawn from Beta(alpha, alpha):
+
+1. ``d_i = sum_j (f[i, j] - f[perm[i], j])**2``                    (:func:`pair_sq_dist`)
+2. ``dn_i = d_i / mean(d)``, ``0`` when ``mean(d) == 0``
+3. ``tau_i = tau_max * exp(-(dn_i - 1) / (2 * tau_std**2))``       (:func:`similarity_tau`)
+4. ``k_i = I(lam_i; 1/tau_i, 1/tau_i)`` or ``I^-1(lam_i; tau_i, tau_i)`` or ``lam_i``
+                                                                    (:func:`warp`)
+5. ``out[i] = k_i * x[i] + (1 - k_i) * x[perm[i]]``                 (:func:`interpolate`)
+
+:func:`kernel_mix` runs all of it; :func:`mix_targets` mixes the labels. Nothing here
+reads tensor data on the host unless value validation is on (see ``validate``), so the
+path never synchronises an accelerator by default.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from . import _checks as C
+from . import special
+
+__all__ = [
+    "pair_sq_dist",
+    "similarity_tau",
+    "warp",
+    "interpolate",
+    "kernel_mix",
+    "mix_targets",
+]
+
+
+def _float_dtype(*dtypes: torch.dtype) -> torch.dtype:
+    """float64 if any input is float64, else float32 (half types are widened)."""
+    return torch.float64 if torch.float64 in dtypes else torch.float32
+
+
+def _as_lam(lam: Tensor | float, ref: Tensor) -> Tensor:
+    if isinstance(lam, (int, float)) and not isinstance(lam, bool):
+        return torch.tensor(float(lam), dtype=torch.float64, device=ref.device)
+    return lam
+
+
+def _memory_format(x: Tensor) -> torch.memory_format:
+    if not x.is_contiguous():
+        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+            return torch.channels_last
+        if x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d):
+            return torch.channels_last_3d
+    return torch.contiguous_format
+
+
+# --------------------------------------------------------------------------- internals
+# The underscored helpers skip validation; the public functions validate then call them.
+
+
+def _pair_sq_dist(f: Tensor, perm: Tensor) -> Tensor:
+    acc = _float_dtype(f.dtype)
+    diff = f.to(acc) - f[perm].to(acc)
+    return diff.reshape(f.shape[0], -1).pow(2).sum(1)
+
+
+def _tau64(sq_dist: Tensor, tau_max: float, tau_std: float) -> Tensor:
+    d = sq_dist.double()
+    finite = torch.isfinite(d)
+    d_fin = torch.where(finite, d, 0.0)
+    mean = d_fin.sum() / finite.sum().clamp(min=1)
+    positive = mean > 0
+    dn = torch.where(positive, d_fin / torch.where(positive, mean, 1.0), 0.0)
+    dn = torch.where(finite, dn, torch.inf)
+    return tau_max * torch.exp(-(dn - 1.0) / (2.0 * tau_std**2))
+
+
+def _warp64(lam: Tensor, tau: Tensor, warping: str) -> Tensor:
+    lam, tau = lam.double(), tau.double()
+    if warping == "beta_cdf":
+        shape = 1.0 / tau  # tau = 0 -> inf (step at 0.5); tau = inf -> 0 (constant 0.5)
+        return special.betainc(shape, shape, lam).double()
+    if warping == "inverse_beta_cdf":
+        return special.betaincinv(tau, tau, lam).double()
+    return torch.broadcast_to(lam, torch.broadcast_shapes(lam.shape, tau.shape)).clone()
+
+
+def _coefficients(
+    feats: Tensor,
+    perm: Tensor,
+    lam: Tensor,
+    tau_max: float,
+    tau_std: float,
+    warping: str,
+    dtype: torch.dtype,
+) -> Tensor:
+    """Per-sample coefficients k (steps 1-4) with the non-finite rule, shape [B]."""
+    batch = perm.shape[0]
+    with torch.no_grad():
+        lam64 = lam.detach().double()
+        if warping == "none":
+            return torch.broadcast_to(lam64, (batch,)).to(dtype, copy=True)
+        d = _pair_sq_dist(feats.detach(), perm)
+        k = _warp64(lam64, _tau64(d, tau_max, tau_std), warping)
+        # A pair with NaN/inf features has no meaningful similarity: leave it unmixed.
+        k = torch.where(torch.isfinite(d), k, 1.0)
+        return k.to(dtype)
+
+
+def _interpolate(x: Tensor, perm: Tensor, coeff: Tensor) -> Tensor:
+    cdtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    xc = x.to(cdtype)
+    xp = xc[perm]
+    c = coeff.detach().to(cdtype)
+    if c.dim() == 1:
+        c = c.reshape(-1, *([1] * (x.dim() - 1)))
+    mixed = c * xc + (1 - c) * xp
+    # Exact endpoints: an unmixed row is a copy, so a NaN partner cannot leak into it.
+    mixed = torch.where(c == 1, xc, torch.where(c == 0, xp, mixed))
+    return mixed.to(x.dtype).contiguous(memory_format=_memory_format(x))
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def pair_sq_dist(f: Tensor, perm: Tensor) -> Tensor:
+    """Squared Euclidean distance between each sample and its mixing partner.
+
+    Args:
+        f: Floating features ``[B, ...]``; a 1-D ``[B]`` tensor (e.g. regression labels)
+            is treated as ``[B, 1]``.
+        perm: int64/int32 permutation ``[B]`` on ``f``'s device; sample ``i`` is paired
+            with ``perm[i]``.
+
+    Returns:
+        ``d`` of shape ``[B]``, ``d[i] = sum((f[i] - f[perm[i]])**2)`` over all non-batch
+        dims, accumulated and returned in float32 (float64 for float64 ``f``). NaN/inf
+        features give a non-finite ``d[i]``.
+
+    Raises:
+        TypeError: ``f`` is not floating, or ``perm`` is not an integer tensor.
+        ValueError: ``f`` has no batch dim, or ``perm`` has the wrong shape or device.
+    """
+    C.check_floating(f, "f")
+    C.check_batched(f, "f")
+    C.check_perm(perm, f.shape[0], f, "f")
+    return _pair_sq_dist(f, perm)
+
+
+def similarity_tau(sq_dist: Tensor, tau_max: float, tau_std: float) -> Tensor:
+    """Similarity kernel: per-pair warping strength ``tau`` from squared distances.
+
+    ``dn = d / mean(d)`` (mean over the finite entries only; ``dn = 0`` when that mean is
+    0 or no entry is finite), then ``tau = tau_max * exp(-(dn - 1) / (2 * tau_std**2))``,
+    evaluated in float64. A non-finite ``d[i]`` is treated as ``dn = +inf``, i.e.
+    ``tau[i] = 0``. ``tau`` may underflow to 0 or overflow to inf: :func:`warp` handles
+    both limits.
+
+    Args:
+        sq_dist: Floating ``[B]`` squared distances (see :func:`pair_sq_dist`).
+        tau_max: Kernel amplitude, finite and > 0.
+        tau_std: Kernel width, finite and > 0.
+
+    Returns:
+        ``tau`` of shape ``[B]``, float32 (float64 for float64 ``sq_dist``).
+
+    Raises:
+        TypeError: ``sq_dist`` is not floating, or ``tau_max``/``tau_std`` not real.
+        ValueError: ``sq_dist`` is not 1-D, or ``tau_max``/``tau_std`` not finite and > 0.
+    """
+    C.check_floating(sq_dist, "sq_dist")
+    if sq_dist.dim() != 1:
+        raise ValueError(f"sq_dist must be 1-D [B], got shape {list(sq_dist.shape)}")
+    C.check_positive(tau_max, "tau_max")
+    C.check_positive(tau_std, "tau_std")
+    return _tau64(sq_dist, tau_max, tau_std).to(_float_dtype(sq_dist.dtype))
+
+
+def warp(lam: Tensor | float, tau: Tensor, warping: str) -> Tensor:
+    """Warp mixing coefficients according to the similarity ``tau``.
+
+    * ``"beta_cdf"``: ``k = I(lam; 1/tau, 1/tau)``, the regularised incomplete beta
+      function. ``tau = 0`` gives a step at 0.5 (no mixing), ``tau = inf`` gives 0.5,
+      ``tau = 1`` is the identity.
+    * ``"inverse_beta_cdf"``: ``k = I^-1(lam; tau, tau)``, the Beta quantile.
+    * ``"none"``: ``k = lam`` (plain mixup).
+
+    Both warps are symmetric: ``warp(1 - lam) == 1 - warp(lam)``. Evaluated in float64.
+
+    Args:
+        lam: Coefficients in [0, 1]: a Python float, a 0-d tensor (broadcast) or ``[B]``,
+            on ``tau``'s device.
+        tau: Floating ``[B]`` similarity (see :func:`similarity_tau`), >= 0.
+        warping: ``"beta_cdf"``, ``"inverse_beta_cdf"`` or ``"none"``.
+
+    Returns:
+        ``k`` of shape ``[B]``, float32 (float64 if ``lam`` or ``tau`` is float64).
+
+    Raises:
+        TypeError: ``lam`` or ``tau`` is not floating.
+        ValueError: unknown ``warping``, or a shape/device mismatch.
+    """
+    C.check_warping(warping)
+    C.check_floating(tau, "tau")
+    if tau.dim() != 1:
+        raise ValueError(f"tau must be 1-D [B], got shape {list(tau.shape)}")
+    # A Python-float lam does not widen the output.
+    out_dtype = _float_dtype(lam.dtype if isinstance(lam, Tensor) else tau.dtype, tau.dtype)
+    lam = _as_lam(lam, tau)
+    C.check_coefficient(lam, "lam", tau.shape[0], tau, "tau")
+    return _warp64(lam, tau, warping).to(out_dtype)
+
+
+def interpolate(x: Tensor, perm: Tensor, coeff: Tensor) -> Tensor:
+    """Mix each sample with its partner: ``out[i] = c[i] * x[i] + (1 - c[i]) * x[perm[i]]``.
+
+    Rows with ``coeff == 1`` are exact copies of ``x[i]`` and rows with ``coeff == 0``
+    exact copies of ``x[perm[i]]`` (the other sample's values, NaN included, never enter).
+    Computed in ``x``'s dtype (float32 for float16/bfloat16); the output has ``x``'s dtype
+    and memory format (channels_last stays channels_last). Differentiable in ``x``;
+    ``coeff`` is treated as a constant (coefficients are never differentiated).
+
+    Args:
+        x: Floating ``[B, ...]``.
+        perm: int64/int32 permutation ``[B]`` on ``x``'s device.
+        coeff: Floating coefficients, 0-d or ``[B]``, on ``x``'s device; broadcast over
+            the non-batch dims.
+
+    Returns:
+        The mixed tensor, same shape, dtype and memory format as ``x``.
+
+    Raises:
+        TypeError: ``x``/``coeff`` not floating or ``perm`` not an integer tensor.
+        ValueError: a shape or device mismatch.
+    """
+    C.check_floating(x, "x")
+    C.check_batched(x, "x")
+    C.check_perm(perm, x.shape[0], x)
+    C.check_coefficient(coeff, "coeff", x.shape[0], x, "x")
+    return _interpolate(x, perm, coeff)
+
+
+def kernel_mix(
+    x: Tensor,
+    perm: Tensor,
+    lam: Tensor | float,
+    *,
+    feats: Tensor | None = None,
+    tau_max: float = 1.0,
+    tau_std: float = 0.25,
+    warping: str = "beta_cdf",
+    validate: bool | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Similarity Kernel Mixup of a batch (DESIGN.md steps 1-5).
+
+    The similarity is measured on ``feats`` (default ``x``), detached: gradients flow
+    to ``x`` only, never through the coefficients.
+
+    Non-finite features: a pair whose squared distance is non-finite (NaN/inf in the
+    features of either sample) is left unmixed: its coefficient is 1 and its row is an
+    exact copy of ``x[i]``; its distance is also left out of the batch mean. So one bad
+    sample affects only the rows that contain it, never the rest of the batch. With
+    ``warping="none"`` no distance is computed at all and ``coeff`` is ``lam`` (plain
+    mixup, where a NaN spreads to the row it is mixed into).
+
+    Args:
+        x: Floating batch ``[B, ...]``, ``B >= 2``.
+        perm: int64/int32 permutation ``[B]`` on ``x``'s device.
+        lam: Mixing coefficients in [0, 1]: a Python float, a 0-d tensor (one value for
+            the batch) or ``[B]`` (one per sample), on ``x``'s device.
+        feats: Optional floating features ``[B, ...]`` on ``x``'s device used for the
+            similarity (e.g. embeddings); defaults to ``x``.
+        tau_max: Kernel amplitude, finite and > 0.
+        tau_std: Kernel width, finite and > 0.
+        warping: ``"beta_cdf"`` (default), ``"inverse_beta_cdf"`` or ``"none"``.
+        validate: Check values that need reading data (``perm`` is a permutation,
+            ``lam`` in [0, 1]). ``None``: only for CPU tensors and not while
+            ``torch.compile`` traces, so accelerators never sync. Shape, dtype and
+            device checks always run.
+
+    Returns:
+        ``(mixed, coeff)``: ``mixed`` has ``x``'s shape, dtype and memory format;
+        ``coeff`` is ``[B]``, float32 (float64 for float64 ``x``), the weight of ``x[i]``.
+
+    Raises:
+        TypeError: a non-floating ``x``/``feats``/``lam``, a non-integer ``perm``, or
+            non-real ``tau_max``/``tau_std``.
+        ValueError: a shape/device mismatch, ``B < 2``, non-positive ``tau_max``/
+            ``tau_std``, unknown ``warping``, or (when validating) a bad ``perm``/``lam``.
+    """
+    C.check_floating(x, "x")
+    C.check_batched(x, "x", min_batch=2)
+    batch = x.shape[0]
+    C.check_perm(perm, batch, x)
+    lam = _as_lam(lam, x)
+    C.check_coefficient(lam, "lam", batch, x, "x")
+    if feats is None:
+        feats = x
+    else:
+        C.check_floating(feats, "feats")
+        C.check_batched(feats, "feats")
+        if feats.shape[0] != batch:
+            raise ValueError(f"feats must have batch size {batch}, got {feats.shape[0]}")
+        C.check_same_device(feats, "feats", x, "x")
+    C.check_positive(tau_max, "tau_max")
+    C.check_positive(tau_std, "tau_std")
+    C.check_warping(warping)
+    if C.should_validate(validate, x):
+        C.check_perm_values(perm)
+        C.check_unit_interval_values(lam, "lam")
+    coeff = _coefficients(feats, perm, lam, tau_max, tau_std, warping, _float_dtype(x.dtype))
+    return _interpolate(x, perm, coeff), coeff
+
+
+def mix_targets(
+    y: Tensor,
+    perm: Tensor,
+    coeff: Tensor,
+    num_classes: int | None = None,
+    label_smoothing: float = 0.0,
+    validate: bool | None = None,
+) -> Tensor:
+    """Mix targets with the same pairing and coefficients as the inputs.
+
+    * Integer class indices ``[B]``: turned into one-hot rows with timm-style label
+      smoothing (``off = label_smoothing / num_classes``, ``on = 1 - label_smoothing +
+      off``), then mixed. Each output row sums to 1. Float32 (float64 if ``coeff`` is).
+    * Floating targets (soft labels ``[B, C]``, regression ``[B]`` or ``[B, k]``): mixed
+      as they are, in their own dtype; ``label_smoothing`` does not apply to them.
+
+    Args:
+        y: Targets, batch size ``B``.
+        perm: int64/int32 permutation ``[B]`` on ``y``'s device.
+        coeff: Floating coefficients, 0-d or ``[B]`` (e.g. from :func:`kernel_mix`).
+        num_classes: Required (> 0) for integer targets; if given with floating targets,
+            they must be soft labels of shape ``[B, num_classes]``.
+        label_smoothing: In [0, 1).
+        validate: As in :func:`kernel_mix`; checks ``perm``, ``coeff`` in [0, 1] and
+            class indices in ``[0, num_classes)``.
+
+    Returns:
+        The mixed targets, ``[B, num_classes]`` for class indices, else ``y``'s shape.
+
+    Raises:
+        TypeError: ``y`` neither integer nor floating, ``coeff`` not floating, ``perm``
+            not an integer tensor.
+        ValueError: missing/invalid ``num_classes``, bad ``label_smoothing``, a
+            shape/device mismatch, or (when validating) out-of-range values.
+    """
+    C.check_tensor(y, "y")
+    C.check_batched(y, "y")
+    batch = y.shape[0]
+    C.check_perm(perm, batch, y, "y")
+    C.check_coefficient(coeff, "coeff", batch, y, "y")
+    C.check_label_smoothing(label_smoothing)
+    check_values = C.should_validate(validate, y)
+    if C.is_integer_tensor(y):
+        if num_classes is None:
+            raise ValueError("num_classes is required for integer class targets y")
+        C.check_num_classes(num_classes)
+        if y.dim() != 1:
+            raise ValueError(f"y: class indices must have shape [B], got {list(y.shape)}")
+        if check_values:
+            C.check_class_values(y, num_classes, "y")
+        dtype = _float_dtype(coeff.dtype)
+        off = label_smoothing / num_classes
+        on = 1.0 - label_smoothing + off
+        # scatter_ instead of F.one_hot: one_hot range-checks on the host (a sync).
+        y = torch.full((batch, num_classes), off, dtype=dtype, device=y.device).scatter_(
+            1, y.long().unsqueeze(1), on
+        )
+    elif y.dtype.is_floating_point:
+        if num_classes is not None:
+            C.check_num_classes(num_classes)
+            if y.dim() != 2 or y.shape[1] != num_classes:
+                raise ValueError(
+                    f"y: soft labels must have shape [B, num_classes={num_classes}], "
+                    f"got {list(y.shape)}"
+                )
+    else:
+        raise TypeError(f"y must be integer class indices or floating, got dtype {y.dtype}")
+    if check_values:
+        C.check_perm_values(perm)
+        C.check_unit_interval_values(coeff, "coeff")
+    return _interpolate(y, perm, coeff)

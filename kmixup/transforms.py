@@ -1,0 +1,219 @@
+"""Batch transforms shaped after timm's ``Mixup``: ``mixer(x, target) -> (x, target)``."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from . import _checks as C
+from .functional import _coefficients, _interpolate, kernel_mix, mix_targets
+
+__all__ = ["KernelMixup", "Mixup"]
+
+_MODES = ("elem", "batch")
+
+
+class KernelMixup:
+    """Similarity Kernel Mixup for a training loop (drop-in for timm's ``Mixup``).
+
+    Each call draws a random pairing ``perm = randperm(B)`` and coefficients
+    ``lam ~ Beta(alpha, alpha)`` (one per sample in ``mode="elem"``, one for the batch in
+    ``mode="batch"``), warps them by pair similarity (:func:`kmixup.functional.kernel_mix`)
+    and mixes inputs and targets with the same coefficients.
+
+    Randomness: ``perm`` and ``lam`` are drawn on the input's device, from ``generator``
+    if given (it must live on that device), else from torch's default generator for that
+    device, so ``torch.manual_seed`` makes runs reproducible. ``lam`` is the first
+    component of a Dirichlet(alpha, alpha) draw, which is Beta(alpha, alpha); it uses
+    ``torch._sample_dirichlet``, the sampler behind ``torch.distributions.Dirichlet``,
+    because unlike ``torch.distributions`` it accepts a generator. No host sync.
+
+    Targets:
+
+    * integer class indices ``[B]``: one-hot with ``label_smoothing`` (``num_classes``
+      required), mixed with the input coefficients;
+    * floating targets with ``num_classes`` set: soft labels, mixed with the input
+      coefficients;
+    * floating targets with ``num_classes=None``: regression targets. If
+      ``target_tau_max`` is set, their coefficients come from the distance between the
+      labels themselves (as in the paper's regression setup), with ``target_tau_max`` and
+      ``target_tau_std`` (default ``tau_std``); otherwise the input coefficients are used.
+
+    After each call, ``last_perm``, ``last_lam``, ``last_coeff`` (input coefficients) and
+    ``last_target_coeff`` hold what was drawn and used, so other tensors (e.g. hidden
+    states) can be mixed the same way with :func:`kmixup.functional.interpolate`.
+
+    Args:
+        num_classes: Number of classes, for class-index or soft-label targets.
+        alpha: Beta(alpha, alpha) parameter, > 0.
+        tau_max: Similarity kernel amplitude, > 0.
+        tau_std: Similarity kernel width, > 0.
+        warping: ``"beta_cdf"``, ``"inverse_beta_cdf"`` or ``"none"``.
+        mode: ``"elem"`` (a coefficient per sample) or ``"batch"`` (one per batch).
+        label_smoothing: In [0, 1), applied to class-index targets.
+        target_tau_max: Regression only: amplitude of the label-space kernel, > 0.
+        target_tau_std: Regression only: width of the label-space kernel, > 0.
+        generator: Optional ``torch.Generator`` on the inputs' device.
+
+    Raises:
+        ValueError: an invalid argument (named in the message).
+    """
+
+    def __init__(
+        self,
+        num_classes: int | None = None,
+        alpha: float = 1.0,
+        tau_max: float = 1.0,
+        tau_std: float = 0.25,
+        warping: str = "beta_cdf",
+        mode: str = "elem",
+        label_smoothing: float = 0.0,
+        target_tau_max: float | None = None,
+        target_tau_std: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if num_classes is not None:
+            C.check_num_classes(num_classes)
+        C.check_positive(alpha, "alpha")
+        C.check_positive(tau_max, "tau_max")
+        C.check_positive(tau_std, "tau_std")
+        C.check_warping(warping)
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+        C.check_label_smoothing(label_smoothing)
+        if target_tau_max is not None:
+            C.check_positive(target_tau_max, "target_tau_max")
+            if num_classes is not None:
+                raise ValueError("target_tau_max is for regression targets (num_classes=None)")
+        if target_tau_std is not None:
+            C.check_positive(target_tau_std, "target_tau_std")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator)}")
+        self.num_classes = num_classes
+        self.alpha = float(alpha)
+        self.tau_max = tau_max
+        self.tau_std = tau_std
+        self.warping = warping
+        self.mode = mode
+        self.label_smoothing = label_smoothing
+        self.target_tau_max = target_tau_max
+        self.target_tau_std = target_tau_std if target_tau_std is not None else tau_std
+        self.generator = generator
+        self.last_perm: Tensor | None = None
+        self.last_lam: Tensor | None = None
+        self.last_coeff: Tensor | None = None
+        self.last_target_coeff: Tensor | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(num_classes={self.num_classes}, alpha={self.alpha}, "
+            f"tau_max={self.tau_max}, tau_std={self.tau_std}, warping={self.warping!r}, "
+            f"mode={self.mode!r}, label_smoothing={self.label_smoothing})"
+        )
+
+    def sample(self, batch: int, device: torch.device | str) -> tuple[Tensor, Tensor]:
+        """Draw ``(perm, lam)`` for a batch on ``device``.
+
+        Returns:
+            ``perm`` int64 ``[B]``; ``lam`` float64, ``[B]`` (``mode="elem"``) or 0-d.
+            float64 because float32 rounds a noticeable share of Beta(alpha, alpha) draws
+            with small alpha to exactly 1 (e.g. 2% for alpha = 0.2), but not to 0.
+        """
+        device = torch.device(device)
+        gen = self.generator
+        if gen is not None and gen.device.type != device.type:
+            raise ValueError(f"generator is on {gen.device} but the inputs are on {device}")
+        perm = torch.randperm(batch, device=device, generator=gen)
+        n = batch if self.mode == "elem" else 1
+        concentration = torch.full((n, 2), self.alpha, dtype=torch.float64, device=device)
+        lam = torch._sample_dirichlet(concentration, generator=gen)[:, 0]
+        return perm, (lam if self.mode == "elem" else lam[0])
+
+    def __call__(
+        self, x: Tensor, target: Tensor, feats: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Mix a batch.
+
+        Args:
+            x: Floating inputs ``[B, ...]``, ``B >= 2``.
+            target: Class indices ``[B]``, soft labels ``[B, C]`` or regression targets.
+            feats: Optional features ``[B, ...]`` for the similarity (default ``x``).
+
+        Returns:
+            ``(mixed_x, mixed_target)``.
+        """
+        C.check_floating(x, "x")
+        C.check_batched(x, "x", min_batch=2)
+        C.check_tensor(target, "target")
+        if target.dim() == 0 or target.shape[0] != x.shape[0]:
+            raise ValueError(f"target must have batch size {x.shape[0]}")
+        C.check_same_device(target, "target", x, "x")
+        perm, lam = self.sample(x.shape[0], x.device)
+        mixed, coeff = kernel_mix(
+            x,
+            perm,
+            lam,
+            feats=feats,
+            tau_max=self.tau_max,
+            tau_std=self.tau_std,
+            warping=self.warping,
+            validate=False,  # perm and lam are valid by construction
+        )
+        target_coeff = coeff
+        regression = target.dtype.is_floating_point and self.num_classes is None
+        if regression and self.target_tau_max is not None:
+            C.check_batched(target, "target")
+            target_coeff = _coefficients(
+                target,
+                perm,
+                lam,
+                self.target_tau_max,
+                self.target_tau_std,
+                self.warping,
+                coeff.dtype,
+            )
+            mixed_target = _interpolate(target, perm, target_coeff)
+        else:
+            mixed_target = mix_targets(
+                target, perm, coeff, self.num_classes, self.label_smoothing
+            )
+        self.last_perm, self.last_lam = perm, lam
+        self.last_coeff, self.last_target_coeff = coeff, target_coeff
+        return mixed, mixed_target
+
+
+class Mixup(KernelMixup):
+    """Plain mixup (Zhang et al., 2018) with :class:`KernelMixup`'s interface.
+
+    The same code path with ``warping="none"``: the coefficient is ``lam`` itself.
+
+    Args:
+        num_classes: Number of classes, for class-index or soft-label targets.
+        alpha: Beta(alpha, alpha) parameter, > 0.
+        mode: ``"elem"`` (a coefficient per sample) or ``"batch"`` (one per batch).
+        label_smoothing: In [0, 1), applied to class-index targets.
+        generator: Optional ``torch.Generator`` on the inputs' device.
+    """
+
+    def __init__(
+        self,
+        num_classes: int | None = None,
+        alpha: float = 1.0,
+        mode: str = "elem",
+        label_smoothing: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(
+            num_classes=num_classes,
+            alpha=alpha,
+            warping="none",
+            mode=mode,
+            label_smoothing=label_smoothing,
+            generator=generator,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Mixup(num_classes={self.num_classes}, alpha={self.alpha}, mode={self.mode!r}, "
+            f"label_smoothing={self.label_smoothing})"
+        )
