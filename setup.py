@@ -1,14 +1,70 @@
-"""Build script for kmixup.
+"""Build script for kmixup: the package plus its compiled ops, ``kmixup._C``.
 
-Metadata lives in pyproject.toml. This file exists for the compiled extension: a later
-change adds the C++/CUDA ops here through ``torch.utils.cpp_extension.BuildExtension``
-(which needs torch at build time, hence ``pip install --no-build-isolation``).
+Metadata lives in pyproject.toml. The extension always holds the C++ CPU kernels; the
+CUDA kernels join it when torch was built with CUDA and nvcc is found (or FORCE_CUDA=1).
+Building needs torch, hence ``pip install --no-build-isolation``. If compilation fails
+(no compiler, say), the package still installs and serves every op with its pure-PyTorch
+kernels; a warning says so.
 """
+
+import glob
+import os
+import warnings
 
 from setuptools import find_packages, setup
 
-ext_modules = []  # C++/CUDA extensions go here (planned).
-cmdclass = {}
+try:
+    import torch
+    from torch.utils import cpp_extension
+except ImportError:  # metadata-only calls (e.g. sdist) need no torch
+    torch = None
+
+
+def _extensions():
+    if torch is None or os.environ.get("KMIXUP_DISABLE_EXTENSION") == "1":
+        return [], {}
+    with_cuda = os.environ.get("FORCE_CUDA") == "1" or (
+        torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None
+    )
+    sources = ["csrc/kmixup.cpp", *sorted(glob.glob("csrc/cpu/*.cpp"))]
+    # at::parallel_for is header code: without OpenMP it would run on one thread.
+    cxx_flags = ["-O3", "-fopenmp"]
+    if with_cuda:
+        sources += sorted(glob.glob("csrc/cuda/*.cpp") + glob.glob("csrc/cuda/*.cu"))
+        extension = cpp_extension.CUDAExtension
+        flags = {"cxx": cxx_flags, "nvcc": ["-O3", "-std=c++17"]}
+    else:
+        extension = cpp_extension.CppExtension
+        flags = {"cxx": cxx_flags}
+    here = os.path.dirname(os.path.abspath(__file__))
+    ext = extension(
+        "kmixup._C",
+        sources,
+        include_dirs=[os.path.join(here, "csrc")],
+        extra_compile_args=flags,
+        extra_link_args=["-fopenmp"],
+        py_limited_api=False,
+    )
+    return [ext], {"build_ext": _OptionalBuild.with_options(use_ninja=True)}
+
+
+if torch is not None:
+
+    class _OptionalBuild(cpp_extension.BuildExtension):
+        """Turns a failed compilation into a warning: the pure-PyTorch kernels still work."""
+
+        def build_extension(self, ext):
+            try:
+                super().build_extension(ext)
+            except Exception as err:  # compiler missing, headers missing, ...
+                warnings.warn(
+                    f"kmixup: building the compiled ops failed ({err}); installing the "
+                    "pure-PyTorch implementation only (slower, same results).",
+                    stacklevel=1,
+                )
+
+
+ext_modules, cmdclass = _extensions()
 
 setup(
     packages=find_packages(include=["kmixup*"]),

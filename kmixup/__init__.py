@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
 
-from . import functional, special
+from . import _ops, functional, special
 from .transforms import KernelMixup, Mixup
 
 __version__ = "0.1.0"
@@ -19,14 +17,15 @@ def backend_info() -> dict[str, str]:
 
     Returns:
         A dict from device type (``"cpu"``, and ``"cuda"`` when CUDA is available) to a
-        description of the implementation. For now every device is served by the
-        pure-PyTorch path; setting the environment variable ``KMIXUP_DISABLE_EXTENSION=1``
-        forces that path and is reported as ``"pure-pytorch (KMIXUP_DISABLE_EXTENSION=1)"``.
+        description: ``"compiled (kmixup._C)"`` where a C++/CUDA kernel is registered,
+        otherwise ``"pure-pytorch"`` with the reason in parentheses (e.g.
+        ``"pure-pytorch (KMIXUP_DISABLE_EXTENSION=1)"``).
     """
-    name = "pure-pytorch"
-    if os.environ.get("KMIXUP_DISABLE_EXTENSION") == "1":
-        name += " (KMIXUP_DISABLE_EXTENSION=1)"
-    info = {"cpu": name}
-    if torch.cuda.is_available():
-        info["cuda"] = name
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    info = {}
+    for device in devices:
+        if _ops.has_compiled_kernel(device):
+            info[device] = "compiled (kmixup._C)"
+        else:
+            info[device] = f"pure-pytorch ({_ops.EXTENSION_MISSING or 'no kernel built'})"
     return info

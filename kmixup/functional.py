@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from . import _checks as C
+from . import _torch_kernels as K
 from . import special
 
 __all__ = [
@@ -33,90 +34,17 @@ __all__ = [
 ]
 
 
-def _float_dtype(*dtypes: torch.dtype) -> torch.dtype:
-    """float64 if any input is float64, else float32 (half types are widened)."""
-    return torch.float64 if torch.float64 in dtypes else torch.float32
-
-
 def _as_lam(lam: Tensor | float, ref: Tensor) -> Tensor:
     if isinstance(lam, (int, float)) and not isinstance(lam, bool):
         return torch.tensor(float(lam), dtype=torch.float64, device=ref.device)
     return lam
 
 
-def _memory_format(x: Tensor) -> torch.memory_format:
-    if not x.is_contiguous():
-        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
-            return torch.channels_last
-        if x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d):
-            return torch.channels_last_3d
-    return torch.contiguous_format
-
-
-# --------------------------------------------------------------------------- internals
-# The underscored helpers skip validation; the public functions validate then call them.
-
-
-def _pair_sq_dist(f: Tensor, perm: Tensor) -> Tensor:
-    acc = _float_dtype(f.dtype)
-    diff = f.to(acc) - f[perm].to(acc)
-    return diff.reshape(f.shape[0], -1).pow(2).sum(1)
-
-
-def _tau64(sq_dist: Tensor, tau_max: float, tau_std: float) -> Tensor:
-    d = sq_dist.double()
-    finite = torch.isfinite(d)
-    d_fin = torch.where(finite, d, 0.0)
-    mean = d_fin.sum() / finite.sum().clamp(min=1)
-    positive = mean > 0
-    dn = torch.where(positive, d_fin / torch.where(positive, mean, 1.0), 0.0)
-    dn = torch.where(finite, dn, torch.inf)
-    return tau_max * torch.exp(-(dn - 1.0) / (2.0 * tau_std**2))
-
-
-def _warp64(lam: Tensor, tau: Tensor, warping: str) -> Tensor:
-    lam, tau = lam.double(), tau.double()
-    if warping == "beta_cdf":
-        shape = 1.0 / tau  # tau = 0 -> inf (step at 0.5); tau = inf -> 0 (constant 0.5)
-        return special.betainc(shape, shape, lam).double()
-    if warping == "inverse_beta_cdf":
-        return special.betaincinv(tau, tau, lam).double()
-    return torch.broadcast_to(lam, torch.broadcast_shapes(lam.shape, tau.shape)).clone()
-
-
-def _coefficients(
-    feats: Tensor,
-    perm: Tensor,
-    lam: Tensor,
-    tau_max: float,
-    tau_std: float,
-    warping: str,
-    dtype: torch.dtype,
-) -> Tensor:
-    """Per-sample coefficients k (steps 1-4) with the non-finite rule, shape [B]."""
-    batch = perm.shape[0]
-    with torch.no_grad():
-        lam64 = lam.detach().double()
-        if warping == "none":
-            return torch.broadcast_to(lam64, (batch,)).to(dtype, copy=True)
-        d = _pair_sq_dist(feats.detach(), perm)
-        k = _warp64(lam64, _tau64(d, tau_max, tau_std), warping)
-        # A pair with NaN/inf features has no meaningful similarity: leave it unmixed.
-        k = torch.where(torch.isfinite(d), k, 1.0)
-        return k.to(dtype)
-
-
-def _interpolate(x: Tensor, perm: Tensor, coeff: Tensor) -> Tensor:
-    cdtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
-    xc = x.to(cdtype)
-    xp = xc[perm]
-    c = coeff.detach().to(cdtype)
-    if c.dim() == 1:
-        c = c.reshape(-1, *([1] * (x.dim() - 1)))
-    mixed = c * xc + (1 - c) * xp
-    # Exact endpoints: an unmixed row is a copy, so a NaN partner cannot leak into it.
-    mixed = torch.where(c == 1, xc, torch.where(c == 0, xp, mixed))
-    return mixed.to(x.dtype).contiguous(memory_format=_memory_format(x))
+def _per_sample(c: Tensor, batch: int) -> Tensor:
+    """A validated coefficient as the ops take it: float32/float64 of shape [B]."""
+    if c.dtype not in (torch.float32, torch.float64):
+        c = c.float()
+    return c.detach().expand(batch)
 
 
 # --------------------------------------------------------------------------- public API
@@ -143,7 +71,7 @@ def pair_sq_dist(f: Tensor, perm: Tensor) -> Tensor:
     C.check_floating(f, "f")
     C.check_batched(f, "f")
     C.check_perm(perm, f.shape[0], f, "f")
-    return _pair_sq_dist(f, perm)
+    return torch.ops.kmixup.pair_sq_dist(f, perm.long())
 
 
 def similarity_tau(sq_dist: Tensor, tau_max: float, tau_std: float) -> Tensor:
@@ -172,7 +100,7 @@ def similarity_tau(sq_dist: Tensor, tau_max: float, tau_std: float) -> Tensor:
         raise ValueError(f"sq_dist must be 1-D [B], got shape {list(sq_dist.shape)}")
     C.check_positive(tau_max, "tau_max")
     C.check_positive(tau_std, "tau_std")
-    return _tau64(sq_dist, tau_max, tau_std).to(_float_dtype(sq_dist.dtype))
+    return K.tau64(sq_dist, tau_max, tau_std).to(K.float_dtype(sq_dist.dtype))
 
 
 def warp(lam: Tensor | float, tau: Tensor, warping: str) -> Tensor:
@@ -204,10 +132,11 @@ def warp(lam: Tensor | float, tau: Tensor, warping: str) -> Tensor:
     if tau.dim() != 1:
         raise ValueError(f"tau must be 1-D [B], got shape {list(tau.shape)}")
     # A Python-float lam does not widen the output.
-    out_dtype = _float_dtype(lam.dtype if isinstance(lam, Tensor) else tau.dtype, tau.dtype)
+    out_dtype = K.float_dtype(lam.dtype if isinstance(lam, Tensor) else tau.dtype, tau.dtype)
     lam = _as_lam(lam, tau)
     C.check_coefficient(lam, "lam", tau.shape[0], tau, "tau")
-    return _warp64(lam, tau, warping).to(out_dtype)
+    lam = lam.expand(tau.shape)
+    return K.warp64(lam, tau, warping, special.betainc, special.betaincinv).to(out_dtype)
 
 
 def interpolate(x: Tensor, perm: Tensor, coeff: Tensor) -> Tensor:
@@ -236,7 +165,7 @@ def interpolate(x: Tensor, perm: Tensor, coeff: Tensor) -> Tensor:
     C.check_batched(x, "x")
     C.check_perm(perm, x.shape[0], x)
     C.check_coefficient(coeff, "coeff", x.shape[0], x, "x")
-    return _interpolate(x, perm, coeff)
+    return torch.ops.kmixup.interpolate(x, perm.long(), _per_sample(coeff, x.shape[0]))
 
 
 def kernel_mix(
@@ -307,8 +236,10 @@ def kernel_mix(
     if C.should_validate(validate, x):
         C.check_perm_values(perm)
         C.check_unit_interval_values(lam, "lam")
-    coeff = _coefficients(feats, perm, lam, tau_max, tau_std, warping, _float_dtype(x.dtype))
-    return _interpolate(x, perm, coeff), coeff
+    return torch.ops.kmixup.kernel_mix(
+        x, perm.long(), _per_sample(lam, batch), feats.detach(), float(tau_max), float(tau_std),
+        warping,
+    )
 
 
 def mix_targets(
@@ -361,7 +292,7 @@ def mix_targets(
             raise ValueError(f"y: class indices must have shape [B], got {list(y.shape)}")
         if check_values:
             C.check_class_values(y, num_classes, "y")
-        dtype = _float_dtype(coeff.dtype)
+        dtype = K.float_dtype(coeff.dtype)
         off = label_smoothing / num_classes
         on = 1.0 - label_smoothing + off
         # scatter_ instead of F.one_hot: one_hot range-checks on the host (a sync).
@@ -381,4 +312,4 @@ def mix_targets(
     if check_values:
         C.check_perm_values(perm)
         C.check_unit_interval_values(coeff, "coeff")
-    return _interpolate(y, perm, coeff)
+    return torch.ops.kmixup.interpolate(y, perm.long(), _per_sample(coeff, batch))

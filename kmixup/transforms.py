@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from . import _checks as C
-from .functional import _coefficients, _interpolate, kernel_mix, mix_targets
+from .functional import kernel_mix, mix_targets
 
 __all__ = ["KernelMixup", "Mixup"]
 
@@ -162,17 +162,15 @@ class KernelMixup:
         target_coeff = coeff
         regression = target.dtype.is_floating_point and self.num_classes is None
         if regression and self.target_tau_max is not None:
-            C.check_batched(target, "target")
-            target_coeff = _coefficients(
+            mixed_target, target_coeff = kernel_mix(
                 target,
                 perm,
                 lam,
-                self.target_tau_max,
-                self.target_tau_std,
-                self.warping,
-                coeff.dtype,
+                tau_max=self.target_tau_max,
+                tau_std=self.target_tau_std,
+                warping=self.warping,
+                validate=False,
             )
-            mixed_target = _interpolate(target, perm, target_coeff)
         else:
             mixed_target = mix_targets(
                 target, perm, coeff, self.num_classes, self.label_smoothing

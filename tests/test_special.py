@@ -1,4 +1,8 @@
-"""kmixup.special against scipy (and mpmath where scipy itself is inaccurate)."""
+"""kmixup.special against scipy (and mpmath where scipy itself is inaccurate).
+
+Every accuracy test runs twice: through the public functions (the ``torch.ops.kmixup``
+ops, i.e. the compiled kernel where one is built) and through the pure-PyTorch kernels.
+"""
 
 import math
 
@@ -8,7 +12,26 @@ import pytest
 import torch
 from scipy import special as sp
 
-from kmixup.special import betainc, betaincinv
+from kmixup import special
+
+
+def _torch_kernel(kernel):
+    def call(a, b, t):
+        (a, b, t), out_dtype = special._prepare(a=a, b=b, t=t)
+        return kernel(a, b, t).to(out_dtype)
+
+    return call
+
+
+@pytest.fixture(params=["ops", "torch"])
+def fns(request):
+    """(betainc, betaincinv) of one implementation."""
+    if request.param == "ops":
+        return special.betainc, special.betaincinv
+    return _torch_kernel(special.betainc_torch), _torch_kernel(special.betaincinv_torch)
+
+
+betainc, betaincinv = special.betainc, special.betaincinv
 
 SHAPES = [1e-30, 1e-10, 1e-3, 0.1, 0.5, 1.0, 2.0, 5.0, 24.9, 25.0, 30.0, 100.0, 1e3, 1e5, 1e6,
           1e8, 1e12, 1e14]
@@ -46,7 +69,8 @@ def _mp_betainc(a, b, x):
         return 1.0 if x >= hi else float(1 - mpmath.quad(density, mpmath.linspace(x, hi, 8)))
 
 
-def test_betainc_float64_matches_scipy_or_mpmath():
+def test_betainc_float64_matches_scipy_or_mpmath(fns):
+    betainc, betaincinv = fns
     a, b, x = _grid()
     got = betainc(torch.tensor(a), torch.tensor(b), torch.tensor(x)).numpy()
     ref = sp.betainc(a, b, x)
@@ -58,7 +82,8 @@ def test_betainc_float64_matches_scipy_or_mpmath():
     assert err.max() <= 1e-9, err.max()
 
 
-def test_betainc_float32_matches_scipy_at_rounded_inputs():
+def test_betainc_float32_matches_scipy_at_rounded_inputs(fns):
+    betainc, betaincinv = fns
     a, b, x = (v.astype(np.float32) for v in _grid())
     keep = (a + b < 1e12) & (x > 0) & (x < 1)  # float32 cannot resolve steeper bumps anyway
     a, b, x = a[keep], b[keep], x[keep]
@@ -79,7 +104,8 @@ def _inverse_error(a, b, y, got):
     return np.where((below <= y) & (y <= above), 0.0, err)
 
 
-def test_betaincinv_float64():
+def test_betaincinv_float64(fns):
+    betainc, betaincinv = fns
     pairs = [(a, b) for a in SHAPES for b in SHAPES if a + b < 1e12] + [
         (s, s) for s in SHAPES + SYMMETRIC_HUGE
     ]
@@ -89,7 +115,8 @@ def test_betaincinv_float64():
     assert err.max() <= 1e-9, (err.max(), a[err.argmax()], b[err.argmax()], y[err.argmax()])
 
 
-def test_betaincinv_float32():
+def test_betaincinv_float32(fns):
+    betainc, betaincinv = fns
     pairs = [(a, b) for a in SHAPES for b in SHAPES if a + b < 1e8]
     a, b, y = (v.astype(np.float32) for v in np.array(
         [(a, b, y) for a, b in pairs for y in POINTS if 1e-30 < y < 1 - 1e-5]).T)
@@ -101,7 +128,8 @@ def test_betaincinv_float32():
     assert np.all(err <= 2e-6 + 1e-6 * np.abs(got.numpy())), err.max()
 
 
-def test_roundtrip_symmetric_warp_range():
+def test_roundtrip_symmetric_warp_range(fns):
+    betainc, betaincinv = fns
     # The shapes SK Mixup produces: 1/tau and tau for tau from exp(-72) to exp(8).
     shape = torch.exp(torch.linspace(-80, 80, 81, dtype=torch.float64))
     lam = torch.rand(81, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
@@ -124,7 +152,8 @@ INF = math.inf
         (math.nan, 2.0, 0.5, math.nan),
     ],
 )
-def test_betainc_limits(a, b, x, expected):
+def test_betainc_limits(fns, a, b, x, expected):
+    betainc, _ = fns
     got = betainc(torch.tensor(a, dtype=torch.float64), b, x).item()
     assert got == pytest.approx(expected, abs=1e-15, nan_ok=True)
 
@@ -138,7 +167,8 @@ def test_betainc_limits(a, b, x, expected):
         (2.0, 3.0, 1.5, math.nan), (2.0, -3.0, 0.5, math.nan),
     ],
 )
-def test_betaincinv_limits(a, b, y, expected):
+def test_betaincinv_limits(fns, a, b, y, expected):
+    _, betaincinv = fns
     got = betaincinv(torch.tensor(a, dtype=torch.float64), b, y).item()
     assert got == pytest.approx(expected, abs=1e-15, nan_ok=True)
 

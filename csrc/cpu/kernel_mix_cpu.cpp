@@ -1,0 +1,108 @@
+// CPU kernels of pair_sq_dist and the fused kernel_mix: one pass over each pair for the
+// distance, B scalar warps, one pass over each pair for the interpolation.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <tuple>
+#include <vector>
+
+#include "checks.h"
+#include "cpu/rows.h"
+
+namespace kmixup::cpu {
+namespace {
+
+// Squared distance of every sample to its partner, in double. f must be row-dense.
+std::vector<double> sq_dists(const at::Tensor& f, const at::Tensor& perm) {
+  const int64_t batch = f.size(0), row = row_length(f);
+  const int64_t* partner = perm.data_ptr<int64_t>();
+  std::vector<double> dist(batch);
+  KMIXUP_DISPATCH_FLOATING(f.scalar_type(), "kmixup_sq_dists", [&] {
+    const scalar_t* data = f.const_data_ptr<scalar_t>();
+    at::parallel_for(0, batch, rows_per_task(row), [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        dist[i] = row_sq_dist(data + i * row, data + partner[i] * row, row);
+      }
+    });
+  });
+  return dist;
+}
+
+at::Tensor pair_sq_dist_cpu(const at::Tensor& f, const at::Tensor& perm) {
+  check_batch_and_perm(f, "f", perm);
+  const auto dtype = f.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const auto dist = sq_dists(row_dense(f), perm.contiguous());
+  at::Tensor out = at::empty({f.size(0)}, f.options().dtype(dtype));
+  AT_DISPATCH_FLOATING_TYPES(dtype, "kmixup_pair_sq_dist", [&] {
+    scalar_t* data = out.data_ptr<scalar_t>();
+    for (size_t i = 0; i < dist.size(); ++i) data[i] = static_cast<scalar_t>(dist[i]);
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> kernel_mix_cpu(const at::Tensor& x, const at::Tensor& perm,
+                                                  const at::Tensor& lam, const at::Tensor& feats,
+                                                  double tau_max, double tau_std,
+                                                  c10::string_view warping_name) {
+  const int warping = check_kernel_mix(x, perm, lam, feats, std::string(warping_name));
+  const int64_t batch = x.size(0);
+  const at::Tensor perm_c = perm.contiguous();
+  const at::Tensor lam64 = lam.to(at::kDouble).contiguous();
+  const double* lam_data = lam64.const_data_ptr<double>();
+
+  std::vector<double> dist(batch, 0.0);
+  double mean = 0.0;
+  if (warping != kNone) {
+    dist = sq_dists(row_dense(feats), perm_c);
+    // The mean leaves out non-finite distances: their pairs stay unmixed (coefficient 1).
+    int64_t finite = 0;
+    for (double d : dist) {
+      if (std::isfinite(d)) {
+        mean += d;
+        ++finite;
+      }
+    }
+    mean = finite > 0 ? mean / finite : 0.0;
+  }
+  const auto coeff_dtype = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  at::Tensor coeff = at::empty({batch}, x.options().dtype(coeff_dtype));
+  AT_DISPATCH_FLOATING_TYPES(coeff_dtype, "kmixup_coefficients", [&] {
+    scalar_t* out = coeff.data_ptr<scalar_t>();
+    // A warp costs up to a few microseconds (the inverse runs Newton), so B of them are
+    // worth spreading over the threads.
+    at::parallel_for(0, batch, 16, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        out[i] = static_cast<scalar_t>(
+            pair_coefficient(dist[i], mean, lam_data[i], tau_max, tau_std, warping));
+      }
+    });
+  });
+
+  const at::Tensor x_rows = row_dense(x);
+  at::Tensor mixed = at::empty_like(x_rows);
+  const int64_t row = row_length(x_rows);
+  const int64_t* partner = perm_c.const_data_ptr<int64_t>();
+  KMIXUP_DISPATCH_FLOATING(x.scalar_type(), "kmixup_kernel_mix", [&] {
+    using weight_t = acc_t<scalar_t>;
+    const weight_t* k = coeff.const_data_ptr<weight_t>();
+    const scalar_t* src = x_rows.const_data_ptr<scalar_t>();
+    scalar_t* dst = mixed.data_ptr<scalar_t>();
+    at::parallel_for(0, batch, rows_per_task(row), [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        mix_row(src + i * row, k[i], src + partner[i] * row, weight_t(1) - k[i], dst + i * row,
+                row);
+      }
+    });
+  });
+  return {mixed, coeff};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(kmixup, CPU, m) {
+  m.impl("pair_sq_dist", &pair_sq_dist_cpu);
+  m.impl("kernel_mix", &kernel_mix_cpu);
+}
+
+}  // namespace kmixup::cpu

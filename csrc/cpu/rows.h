@@ -1,0 +1,112 @@
+// Row loops of the CPU kernels: one sample's dense block at a time, in SIMD vectors.
+// Half and bfloat16 are widened to float for the arithmetic.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+
+// Every row op takes float, double, half and bfloat16.
+#define KMIXUP_DISPATCH_FLOATING(TYPE, NAME, ...) \
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, TYPE, NAME, __VA_ARGS__)
+
+namespace kmixup::cpu {
+
+// float for float/half/bfloat16 rows, double for double rows.
+template <typename scalar_t>
+using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+
+// 16-byte SIMD registers (SSE2 / NEON) through the GCC/Clang vector extension. at::vec is
+// plain scalar loops unless the extension is compiled once per CPU capability, and scalar
+// loops do not vectorise reliably under the flags torch passes (-fwrapv).
+template <typename acc>
+struct Simd {
+  typedef acc type __attribute__((vector_size(16)));
+  static constexpr int64_t kWidth = 16 / sizeof(acc);
+};
+
+template <typename scalar_t>
+inline typename Simd<acc_t<scalar_t>>::type load_simd(const scalar_t* p) {
+  using S = Simd<acc_t<scalar_t>>;
+  typename S::type v;
+  if constexpr (std::is_same_v<scalar_t, acc_t<scalar_t>>) {
+    std::memcpy(&v, p, sizeof(v));
+  } else {
+    for (int64_t l = 0; l < S::kWidth; ++l) v[l] = static_cast<acc_t<scalar_t>>(p[l]);
+  }
+  return v;
+}
+
+template <typename scalar_t>
+inline void store_simd(scalar_t* p, typename Simd<acc_t<scalar_t>>::type v) {
+  using S = Simd<acc_t<scalar_t>>;
+  if constexpr (std::is_same_v<scalar_t, acc_t<scalar_t>>) {
+    std::memcpy(p, &v, sizeof(v));
+  } else {
+    for (int64_t l = 0; l < S::kWidth; ++l) p[l] = static_cast<scalar_t>(v[l]);
+  }
+}
+
+// sum((a - b)^2) over n elements. Four independent vector accumulators, flushed into a
+// double every kFlush elements, so the error stays at float rounding even for rows of 1e6+.
+template <typename scalar_t>
+double row_sq_dist(const scalar_t* a, const scalar_t* b, int64_t n) {
+  using S = Simd<acc_t<scalar_t>>;
+  constexpr int64_t kUnroll = 4, kStep = kUnroll * S::kWidth, kFlush = 4096;
+  double total = 0.0;
+  int64_t j = 0;
+  while (j + kStep <= n) {
+    const int64_t stop = std::min(n, j + kFlush);
+    typename S::type acc[kUnroll] = {};
+    for (; j + kStep <= stop; j += kStep) {
+      for (int64_t k = 0; k < kUnroll; ++k) {
+        const auto diff = load_simd(a + j + k * S::kWidth) - load_simd(b + j + k * S::kWidth);
+        acc[k] += diff * diff;
+      }
+    }
+    for (const auto& v : acc) {
+      for (int64_t l = 0; l < S::kWidth; ++l) total += v[l];
+    }
+  }
+  for (; j < n; ++j) {
+    const double diff = static_cast<double>(a[j]) - static_cast<double>(b[j]);
+    total += diff * diff;
+  }
+  return total;
+}
+
+// out = wa * a + wb * b over n elements, computed in acc_t. (1, 0) and (0, 1) are exact
+// copies, so a row that is not mixed never sees its partner's values (NaN included).
+template <typename scalar_t>
+void mix_row(const scalar_t* a, acc_t<scalar_t> wa, const scalar_t* b, acc_t<scalar_t> wb,
+             scalar_t* out, int64_t n) {
+  if (wa == 1 && wb == 0) {
+    std::memcpy(out, a, n * sizeof(scalar_t));
+    return;
+  }
+  if (wa == 0 && wb == 1) {
+    std::memcpy(out, b, n * sizeof(scalar_t));
+    return;
+  }
+  using S = Simd<acc_t<scalar_t>>;
+  const typename S::type va = wa - typename S::type{}, vb = wb - typename S::type{};
+  int64_t j = 0;
+  for (; j + S::kWidth <= n; j += S::kWidth) {
+    store_simd(out + j, va * load_simd(a + j) + vb * load_simd(b + j));
+  }
+  for (; j < n; ++j) {
+    out[j] = static_cast<scalar_t>(wa * static_cast<acc_t<scalar_t>>(a[j]) +
+                                   wb * static_cast<acc_t<scalar_t>>(b[j]));
+  }
+}
+
+// Rows per at::parallel_for task so that each task moves at least ~64K elements.
+inline int64_t rows_per_task(int64_t row_len) {
+  constexpr int64_t kGrainElements = 1 << 16;
+  return std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, row_len));
+}
+
+}  // namespace kmixup::cpu

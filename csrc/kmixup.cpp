@@ -1,0 +1,35 @@
+// Operator schemas: the one declaration of every kmixup op. Kernels are registered per
+// device in csrc/cpu and csrc/cuda; kmixup/_ops.py adds the fake (meta) functions, the
+// autograd formulas and the pure-PyTorch kernels for devices without a compiled one.
+//
+// Contracts shared by every backend (kmixup/functional.py validates user input first):
+//   betainc, betaincinv: a, b and x/y of one shape and one floating dtype; elementwise,
+//     evaluated in float64, returned in that dtype.
+//   pair_sq_dist: f [B, ...] floating, perm int64 [B] -> [B] float32 (float64 for f64).
+//   kernel_mix: x [B, ...] floating, perm int64 [B], lam [B] float32/float64, feats
+//     [B, ...] floating -> (mixed like x, coeff [B] float32, float64 for float64 x).
+//   interpolate: out[i] = coeff[i] * x[i] + (1 - coeff[i]) * x[perm[i]], exact copies
+//     where coeff is 1 or 0; interpolate_backward is its adjoint in x.
+//   Outputs keep x's memory format (contiguous or channels_last).
+
+#include <Python.h>
+#include <torch/library.h>
+
+extern "C" {
+// `import kmixup._C` loads this library, which runs the registrations below.
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module);
+}
+}
+
+TORCH_LIBRARY(kmixup, m) {
+  m.def("betainc(Tensor a, Tensor b, Tensor x) -> Tensor");
+  m.def("betaincinv(Tensor a, Tensor b, Tensor y) -> Tensor");
+  m.def("pair_sq_dist(Tensor f, Tensor perm) -> Tensor");
+  m.def(
+      "kernel_mix(Tensor x, Tensor perm, Tensor lam, Tensor feats, float tau_max, "
+      "float tau_std, str warping) -> (Tensor, Tensor)");
+  m.def("interpolate(Tensor x, Tensor perm, Tensor coeff) -> Tensor");
+  m.def("interpolate_backward(Tensor grad, Tensor perm, Tensor coeff) -> Tensor");
+}

@@ -1,0 +1,166 @@
+"""Registration of the ``torch.ops.kmixup`` operators.
+
+The schemas are declared in ``csrc/kmixup.cpp``; loading the compiled extension
+``kmixup._C`` declares them together with its CPU (and CUDA) kernels. Without the
+extension (not built, or ``KMIXUP_DISABLE_EXTENSION=1``) the same schemas are declared
+here from :data:`SCHEMAS` (a test checks the two agree). Either way this module adds:
+
+* the pure-PyTorch kernels of :mod:`kmixup._torch_kernels` as the
+  ``CompositeExplicitAutograd`` implementation, which serves every device that has no
+  compiled kernel of its own;
+* fake (meta) functions, so the ops trace under ``torch.compile`` and ``FakeTensor``;
+* autograd: ``betainc``, ``betaincinv`` and ``pair_sq_dist`` are not differentiable
+  (their outputs never require grad); ``interpolate`` and ``kernel_mix`` are linear in
+  ``x``, their backward is ``interpolate_backward`` (a gather through the inverse
+  permutation), whose own backward is ``interpolate`` again, so double backward works.
+  Coefficients, ``lam``, ``perm`` and ``feats`` get no gradient.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import warnings
+
+import torch
+
+from . import _torch_kernels as K
+from . import special
+
+SCHEMAS = {
+    "betainc": "(Tensor a, Tensor b, Tensor x) -> Tensor",
+    "betaincinv": "(Tensor a, Tensor b, Tensor y) -> Tensor",
+    "pair_sq_dist": "(Tensor f, Tensor perm) -> Tensor",
+    "kernel_mix": "(Tensor x, Tensor perm, Tensor lam, Tensor feats, float tau_max, "
+    "float tau_std, str warping) -> (Tensor, Tensor)",
+    "interpolate": "(Tensor x, Tensor perm, Tensor coeff) -> Tensor",
+    "interpolate_backward": "(Tensor grad, Tensor perm, Tensor coeff) -> Tensor",
+}
+
+
+def _load_extension() -> str | None:
+    """Import ``kmixup._C``; returns why it is not used, or None when it is loaded."""
+    if os.environ.get("KMIXUP_DISABLE_EXTENSION") == "1":
+        return "KMIXUP_DISABLE_EXTENSION=1"
+    if importlib.util.find_spec("kmixup._C") is None:
+        reason = "extension not built"
+    else:
+        try:
+            importlib.import_module("kmixup._C")  # registers the schemas and kernels
+            return None
+        except ImportError as err:  # e.g. built against another torch
+            reason = f"extension failed to load: {err}"
+    warnings.warn(f"kmixup: {reason}; every op runs its pure-PyTorch kernel", stacklevel=2)
+    return reason
+
+
+EXTENSION_MISSING = _load_extension()
+
+_lib = torch.library.Library("kmixup", "FRAGMENT")
+if EXTENSION_MISSING:
+    for _name, _schema in SCHEMAS.items():
+        _lib.define(_name + _schema)
+
+_PURE = {
+    "betainc": special.betainc_torch,
+    "betaincinv": special.betaincinv_torch,
+    "pair_sq_dist": K.pair_sq_dist,
+    "kernel_mix": K.kernel_mix,
+    "interpolate": K.interpolate,
+    "interpolate_backward": K.interpolate_backward,
+}
+for _name, _kernel in _PURE.items():
+    _lib.impl(_name, _kernel, "CompositeExplicitAutograd")
+
+
+def has_compiled_kernel(device_type: str) -> bool:
+    """Whether ``kmixup.kernel_mix`` has a compiled kernel for ``device_type``."""
+    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device_type)
+    return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key(
+        "kmixup::kernel_mix", key
+    )
+
+
+# ----------------------------------------------------------------------------- fake
+
+
+@torch.library.register_fake("kmixup::betainc")
+def _(a, b, x):
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+
+
+@torch.library.register_fake("kmixup::betaincinv")
+def _(a, b, y):
+    return torch.empty(y.shape, dtype=y.dtype, device=y.device)
+
+
+@torch.library.register_fake("kmixup::pair_sq_dist")
+def _(f, perm):
+    return f.new_empty((f.shape[0],), dtype=K.float_dtype(f.dtype))
+
+
+@torch.library.register_fake("kmixup::kernel_mix")
+def _(x, perm, lam, feats, tau_max, tau_std, warping):
+    return K.empty_like_rows(x), x.new_empty((x.shape[0],), dtype=K.float_dtype(x.dtype))
+
+
+@torch.library.register_fake("kmixup::interpolate")
+def _(x, perm, coeff):
+    return K.empty_like_rows(x)
+
+
+@torch.library.register_fake("kmixup::interpolate_backward")
+def _(grad, perm, coeff):
+    return K.empty_like_rows(grad)
+
+
+# ----------------------------------------------------------------------------- autograd
+
+
+def _not_differentiable(ctx, inputs, output):
+    ctx.mark_non_differentiable(output)
+
+
+def _no_grad(ctx, *grads):
+    raise RuntimeError("unreachable: the output is marked non-differentiable")
+
+
+def _save_perm_coeff(ctx, inputs, output):
+    ctx.save_for_backward(inputs[1], inputs[2])
+
+
+def _interpolate_grad(ctx, grad):
+    perm, coeff = ctx.saved_tensors
+    return torch.ops.kmixup.interpolate_backward(grad, perm, coeff), None, None
+
+
+def _interpolate_backward_grad(ctx, grad):
+    perm, coeff = ctx.saved_tensors
+    return torch.ops.kmixup.interpolate(grad, perm, coeff), None, None
+
+
+def _kernel_mix_setup(ctx, inputs, output):
+    ctx.save_for_backward(inputs[1], output[1])
+    ctx.mark_non_differentiable(output[1])  # coefficients are never differentiated
+
+
+def _kernel_mix_grad(ctx, grad_mixed, grad_coeff):
+    perm, coeff = ctx.saved_tensors
+    grad_x = torch.ops.kmixup.interpolate_backward(grad_mixed, perm, coeff)
+    return grad_x, None, None, None, None, None, None
+
+
+for _name in ("betainc", "betaincinv", "pair_sq_dist"):
+    torch.library.register_autograd(
+        f"kmixup::{_name}", _no_grad, setup_context=_not_differentiable
+    )
+torch.library.register_autograd(
+    "kmixup::interpolate", _interpolate_grad, setup_context=_save_perm_coeff
+)
+torch.library.register_autograd(
+    "kmixup::interpolate_backward", _interpolate_backward_grad, setup_context=_save_perm_coeff
+)
+torch.library.register_autograd(
+    "kmixup::kernel_mix", _kernel_mix_grad, setup_context=_kernel_mix_setup
+)

@@ -1,0 +1,112 @@
+"""Pure-PyTorch kernels of the kmixup ops: the reference every compiled kernel is tested
+against, and what serves a device that has no compiled kernel.
+
+Each function implements one schema of ``csrc/kmixup.cpp`` on inputs that already meet
+its contract (the public API in :mod:`kmixup.functional` validates first). Nothing here
+reads tensor data on the host, so no device sync and clean ``torch.compile`` traces.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from . import special
+
+
+def float_dtype(*dtypes: torch.dtype) -> torch.dtype:
+    """float64 if any input is float64, else float32 (half types are widened)."""
+    return torch.float64 if torch.float64 in dtypes else torch.float32
+
+
+def memory_format(x: Tensor) -> torch.memory_format:
+    """The memory format outputs of ``x`` keep: channels_last(_3d) if ``x`` is in it."""
+    if not x.is_contiguous():
+        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+            return torch.channels_last
+        if x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d):
+            return torch.channels_last_3d
+    return torch.contiguous_format
+
+
+def empty_like_rows(x: Tensor) -> Tensor:
+    """An uninitialised output shaped, typed and laid out as the kernels return it."""
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=memory_format(x))
+
+
+def tau64(sq_dist: Tensor, tau_max: float, tau_std: float) -> Tensor:
+    """Steps 2-3: batch-normalised distance to similarity, float64; non-finite d -> 0."""
+    d = sq_dist.double()
+    finite = torch.isfinite(d)
+    d_fin = torch.where(finite, d, 0.0)
+    mean = d_fin.sum() / finite.sum().clamp(min=1)
+    positive = mean > 0
+    dn = torch.where(positive, d_fin / torch.where(positive, mean, 1.0), 0.0)
+    dn = torch.where(finite, dn, torch.inf)
+    return tau_max * torch.exp(-(dn - 1.0) / (2.0 * tau_std**2))
+
+
+def warp64(
+    lam: Tensor, tau: Tensor, warping: str, betainc=special.betainc_torch,
+    betaincinv=special.betaincinv_torch,
+) -> Tensor:
+    """Step 4 in float64: the warped coefficient of each pair (``lam`` and ``tau`` of one
+    shape), with the given special functions (the public ops, or their torch kernels)."""
+    lam, tau = lam.double(), tau.double()
+    if warping == "beta_cdf":
+        shape = 1.0 / tau  # tau = 0 -> inf (step at 0.5); tau = inf -> 0 (constant 0.5)
+        return betainc(shape, shape, lam).double()
+    if warping == "inverse_beta_cdf":
+        return betaincinv(tau, tau, lam).double()
+    return lam.clone()
+
+
+def pair_sq_dist(f: Tensor, perm: Tensor) -> Tensor:
+    acc = float_dtype(f.dtype)
+    diff = f.to(acc) - f[perm].to(acc)
+    return diff.reshape(f.shape[0], -1).pow(2).sum(1)
+
+
+def kernel_mix(
+    x: Tensor, perm: Tensor, lam: Tensor, feats: Tensor, tau_max: float, tau_std: float,
+    warping: str,
+) -> tuple[Tensor, Tensor]:
+    dtype = float_dtype(x.dtype)
+    lam64 = lam.double()
+    if warping == "none":
+        coeff = lam64.to(dtype, copy=True)
+    else:
+        d = pair_sq_dist(feats, perm)
+        k = warp64(lam64, tau64(d, tau_max, tau_std), warping)
+        # A pair with NaN/inf features has no meaningful similarity: leave it unmixed.
+        coeff = torch.where(torch.isfinite(d), k, 1.0).to(dtype)
+    return interpolate(x, perm, coeff), coeff
+
+
+def _mix(a: Tensor, wa: Tensor, b: Tensor, wb: Tensor, like: Tensor) -> Tensor:
+    """wa * a + wb * b per row, with (1, 0) and (0, 1) exact copies (so a row that is not
+    mixed never sees its partner's values, NaN included), in ``like``'s dtype and layout."""
+    shape = (-1, *([1] * (a.dim() - 1)))
+    wa, wb = wa.reshape(shape), wb.reshape(shape)
+    mixed = wa * a + wb * b
+    mixed = torch.where((wa == 1) & (wb == 0), a, torch.where((wa == 0) & (wb == 1), b, mixed))
+    return mixed.to(like.dtype).contiguous(memory_format=memory_format(like))
+
+
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    return x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def interpolate(x: Tensor, perm: Tensor, coeff: Tensor) -> Tensor:
+    cdtype = _compute_dtype(x)
+    xc, c = x.to(cdtype), coeff.to(cdtype)
+    return _mix(xc, c, xc[perm], 1 - c, like=x)
+
+
+def interpolate_backward(grad: Tensor, perm: Tensor, coeff: Tensor) -> Tensor:
+    cdtype = _compute_dtype(grad)
+    g, c = grad.to(cdtype), coeff.to(cdtype)
+    # source[j] is the sample whose partner is j; gathering through it needs no atomics.
+    batch_index = torch.arange(perm.shape[0], device=perm.device)
+    source = torch.empty_like(perm).scatter_(0, perm, batch_index)
+    return _mix(g, c, g[source], 1 - c[source], like=grad)

@@ -1,0 +1,310 @@
+"""torch.ops.kmixup: the compiled CPU kernels against the pure-PyTorch kernels and the
+scipy oracle, opcheck, autograd, torch.compile, and the extension switch."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import oracle
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import kmixup
+from kmixup import _ops, special
+from kmixup import _torch_kernels as K
+from kmixup import functional as F
+
+COMPILED = _ops.has_compiled_kernel("cpu")
+needs_compiled = pytest.mark.skipif(not COMPILED, reason="kmixup._C has no CPU kernel here")
+WARPINGS = ["beta_cdf", "inverse_beta_cdf", "none"]
+DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+ops = torch.ops.kmixup
+
+
+def gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def batch(shape, dtype=torch.float32, seed=0):
+    x = torch.randn(shape, generator=gen(seed), dtype=torch.float64).to(dtype)
+    perm = torch.randperm(shape[0], generator=gen(seed + 1))
+    lam = torch.rand(shape[0], generator=gen(seed + 2), dtype=torch.float64)
+    return x, perm, lam
+
+
+def test_compiled_extension_present_when_expected():
+    # `make test` sets this: a build that silently fell back must not pass as compiled.
+    if os.environ.get("KMIXUP_EXPECT_COMPILED") == "cpu":
+        assert COMPILED, kmixup.backend_info()
+    assert kmixup.backend_info()["cpu"].startswith("compiled" if COMPILED else "pure-pytorch")
+
+
+@needs_compiled
+def test_python_schemas_match_the_compiled_ones():
+    for name, schema in _ops.SCHEMAS.items():
+        assert str(getattr(ops, name).default._schema) == f"kmixup::{name}{schema}"
+
+
+def test_disable_extension_switch_serves_pure_pytorch_with_equal_results():
+    code = (
+        "import torch, kmixup; from kmixup import functional as F;"
+        "g = torch.Generator().manual_seed(0); x = torch.randn(16, 40, generator=g);"
+        "p = torch.randperm(16, generator=g); lam = torch.rand(16, generator=g);"
+        "m, c = F.kernel_mix(x, p, lam); print(kmixup.backend_info()['cpu']);"
+        "print(repr(c.tolist())); print(repr(m.sum().item()))"
+    )
+    env = {**os.environ, "KMIXUP_DISABLE_EXTENSION": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+        timeout=120,
+    ).stdout.splitlines()
+    assert out[0] == "pure-pytorch (KMIXUP_DISABLE_EXTENSION=1)"
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 40, generator=g)
+    p = torch.randperm(16, generator=g)
+    lam = torch.rand(16, generator=g)
+    m, c = F.kernel_mix(x, p, lam)
+    np.testing.assert_allclose(eval(out[1]), c.tolist(), rtol=1e-5, atol=1e-6)
+    assert float(out[2]) == pytest.approx(m.sum().item(), rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- opcheck
+
+
+def _opcheck_cases():
+    x, perm, lam = batch((5, 3, 4, 4), seed=1)
+    x32, lam32 = x.float(), lam.float()
+    feats = torch.randn(5, 7, generator=gen(9))
+    a = torch.rand(6, dtype=torch.float64, generator=gen(3)) * 5
+    t = torch.rand(6, dtype=torch.float64, generator=gen(4))
+    cases = [
+        (ops.betainc, (a, a + 1, t)),
+        (ops.betaincinv, (a.float(), a.float(), t.float())),
+        (ops.pair_sq_dist, (x32, perm)),
+        (ops.pair_sq_dist, (feats.half(), perm)),
+        (ops.interpolate, (x32.requires_grad_(), perm, lam32)),
+        (ops.interpolate, (x.requires_grad_(), perm, lam)),
+        (ops.interpolate_backward, (x32.detach().requires_grad_(), perm, lam32)),
+        (ops.interpolate, (x32.detach().to(memory_format=torch.channels_last), perm, lam)),
+    ]
+    for warping in WARPINGS:
+        cases.append((ops.kernel_mix, (x32.detach().requires_grad_(), perm, lam32, feats, 1.0,
+                                       0.25, warping)))
+    cases.append((ops.kernel_mix, (x.detach().requires_grad_(), perm, lam, x.detach(), 2.0, 0.5,
+                                   "beta_cdf")))
+    return cases
+
+
+@pytest.mark.parametrize("op, args", _opcheck_cases())
+def test_opcheck(op, args):
+    torch.library.opcheck(op, args)
+
+
+# ----------------------------------------------------------------------------- compiled vs pure
+
+
+def _assert_mix_close(got, ref, dtype, coeff_tol):
+    (m, c), (m_ref, c_ref) = got, ref
+    assert m.dtype == m_ref.dtype == dtype and m.shape == m_ref.shape
+    assert m.stride() == m_ref.stride()
+    assert c.dtype == c_ref.dtype
+    torch.testing.assert_close(c, c_ref, rtol=0, atol=coeff_tol)
+    tol = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 5e-2}
+    # A coefficient difference dc moves a mixed value by dc * |x_i - x_perm[i]|.
+    spread = (m_ref.float().abs().amax() * 2 + 1).item()
+    atol = tol[dtype] + coeff_tol * spread
+    torch.testing.assert_close(m.float(), m_ref.float(), rtol=0, atol=atol)
+
+
+@needs_compiled
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("warping", WARPINGS)
+@pytest.mark.parametrize("shape", [(2, 1), (3, 5), (257, 3, 2, 2), (3, 10**6)])
+def test_kernel_mix_compiled_matches_pure_and_oracle(dtype, warping, shape):
+    x, perm, lam = batch(shape, dtype, seed=len(shape) + shape[0])
+    lam_op = lam.to(torch.float64 if dtype == torch.float64 else torch.float32)
+    got = ops.kernel_mix(x, perm, lam_op, x, 1.0, 0.25, warping)
+    ref = K.kernel_mix(x, perm, lam_op, x, 1.0, 0.25, warping)
+    coeff_tol = 1e-9 if dtype == torch.float64 else 1e-5
+    _assert_mix_close(got, ref, dtype, coeff_tol)
+    k = oracle.coefficients(x.double().numpy(), perm.numpy(), lam_op.double().numpy(),
+                            warping=warping)
+    np.testing.assert_allclose(got[1].double().numpy(), k, atol=coeff_tol * 10)
+
+
+@needs_compiled
+@pytest.mark.parametrize("layout", ["channels_last", "sliced", "transposed", "scalar_lam"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_kernel_mix_layouts_and_lam_modes(layout, dtype):
+    x, perm, lam = batch((9, 3, 6, 5), dtype, seed=3)
+    feats = x
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    elif layout == "sliced":
+        x = x[:, :, ::2]
+    elif layout == "transposed":
+        x = x.transpose(2, 3)
+        feats = torch.randn(9, 11, generator=gen(5)).t().contiguous().t()  # column-major rows
+    else:
+        lam = torch.full((9,), 0.3, dtype=torch.float64)
+    if layout != "transposed":
+        feats = x
+    got = ops.kernel_mix(x, perm, lam, feats, 1.5, 0.4, "beta_cdf")
+    ref = K.kernel_mix(x, perm, lam, feats, 1.5, 0.4, "beta_cdf")
+    _assert_mix_close(got, ref, dtype, 1e-5)
+    want_cl = layout == "channels_last"
+    assert got[0].is_contiguous(memory_format=torch.channels_last) == want_cl
+    k = oracle.coefficients(feats.double().numpy(), perm.numpy(), lam.numpy(), 1.5, 0.4)
+    np.testing.assert_allclose(got[1].double().numpy(), k, atol=1e-4)
+
+
+@needs_compiled
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pair_sq_dist_and_interpolate_compiled_match_pure(dtype):
+    x, perm, lam = batch((7, 4, 33), dtype, seed=11)
+    torch.testing.assert_close(ops.pair_sq_dist(x, perm), K.pair_sq_dist(x, perm),
+                               rtol=1e-6 if dtype != torch.float64 else 1e-14, atol=0)
+    coeff = lam.to(K.float_dtype(dtype))
+    coeff[0], coeff[1] = 1.0, 0.0
+    for fn in ("interpolate", "interpolate_backward"):
+        got, ref = getattr(ops, fn)(x, perm, coeff), getattr(K, fn)(x, perm, coeff)
+        assert got.dtype == dtype
+        torch.testing.assert_close(got.float(), ref.float(), rtol=0,
+                                   atol={torch.float64: 1e-15}.get(dtype, 1e-2 if dtype in
+                                   (torch.float16, torch.bfloat16) else 1e-6))
+
+
+@needs_compiled
+def test_non_finite_rows_stay_unmixed_in_compiled_kernel():
+    x, perm, lam = batch((6, 10), seed=21)
+    perm = torch.tensor([1, 2, 3, 4, 5, 0])
+    x[2, 3] = float("nan")
+    x[4, 0] = float("inf")
+    mixed, coeff = ops.kernel_mix(x, perm, lam.float(), x, 1.0, 0.25, "beta_cdf")
+    bad = torch.tensor([1, 2, 3, 4])  # rows whose pair contains sample 2 or 4
+    assert torch.equal(coeff[bad], torch.ones(4))
+    assert torch.equal(mixed[bad], x[bad], ) or torch.equal(mixed[bad].isnan(), x[bad].isnan())
+    assert torch.isfinite(mixed[[0, 5]]).all() and torch.isfinite(coeff).all()
+    _, ref = K.kernel_mix(x, perm, lam.float(), x, 1.0, 0.25, "beta_cdf")
+    torch.testing.assert_close(coeff, ref)
+
+
+@needs_compiled
+def test_special_compiled_matches_pure_kernel():
+    g = gen(7)
+    a = torch.exp(torch.empty(1000, dtype=torch.float64).uniform_(-20, 20, generator=g))
+    b = torch.exp(torch.empty(1000, dtype=torch.float64).uniform_(-20, 20, generator=g))
+    t = torch.rand(1000, dtype=torch.float64, generator=g)
+    got = ops.betainc(a, b, t)
+    torch.testing.assert_close(got, special.betainc_torch(a, b, t), rtol=0, atol=1e-11)
+    inv = ops.betaincinv(a, b, t)
+    ref = special.betaincinv_torch(a, b, t)
+    # Where the CDF is flat to double precision the quantile is ill-posed: compare in CDF.
+    close = (inv - ref).abs() <= 1e-9
+    back = (ops.betainc(a, b, inv) - t).abs() <= 1e-9
+    assert bool((close | back).all())
+
+
+@needs_compiled
+@settings(max_examples=40, deadline=None)
+@given(
+    batch_size=st.integers(2, 40),
+    row=st.sampled_from([1, 2, 7, 64, 300]),
+    dtype=st.sampled_from(DTYPES),
+    tau_max=st.floats(1e-3, 10.0),
+    tau_std=st.floats(0.1, 2.0),
+    warping=st.sampled_from(WARPINGS),
+    scalar_lam=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_property_compiled_equals_pure(batch_size, row, dtype, tau_max, tau_std, warping,
+                                       scalar_lam, seed):
+    x, perm, lam = batch((batch_size, row), dtype, seed=seed)
+    if scalar_lam:
+        lam = lam[:1].expand(batch_size)
+    got = ops.kernel_mix(x, perm, lam, x, tau_max, tau_std, warping)
+    ref = K.kernel_mix(x, perm, lam, x, tau_max, tau_std, warping)
+    _assert_mix_close(got, ref, dtype, 1e-9 if dtype == torch.float64 else 2e-4)
+    assert bool(((got[1] >= 0) & (got[1] <= 1)).all())
+
+
+def test_direct_op_calls_check_their_contract():
+    x, perm, lam = batch((4, 3), seed=2)
+    with pytest.raises(RuntimeError, match="perm must be int64"):
+        ops.kernel_mix(x, perm.int(), lam, x, 1.0, 0.25, "beta_cdf")
+    with pytest.raises(RuntimeError, match="lam"):
+        ops.kernel_mix(x, perm, lam[:3], x, 1.0, 0.25, "beta_cdf")
+    with pytest.raises(RuntimeError, match="warping"):
+        ops.kernel_mix(x, perm, lam, x, 1.0, 0.25, "cubic")
+    with pytest.raises(RuntimeError, match="coeff"):
+        ops.interpolate(x, perm, lam.half())
+    with pytest.raises(RuntimeError, match="shape and dtype"):
+        ops.betainc(lam, lam.float(), lam)
+
+
+# ----------------------------------------------------------------------------- autograd
+
+
+@pytest.mark.parametrize("warping", ["beta_cdf", "none"])
+def test_kernel_mix_gradcheck_and_gradgradcheck(warping):
+    x, perm, lam = batch((5, 2, 3), torch.float64, seed=4)
+    feats = x.clone()  # fixed: gradcheck perturbs x in place
+    x.requires_grad_()
+
+    def mix(x):
+        return F.kernel_mix(x, perm, lam, feats=feats, warping=warping)[0]
+
+    assert torch.autograd.gradcheck(mix, (x,))
+    assert torch.autograd.gradgradcheck(mix, (x,))
+
+
+def test_interpolate_gradgradcheck():
+    x, perm, lam = batch((4, 6), torch.float64, seed=5)
+    lam[0], lam[1] = 1.0, 0.0
+    x.requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: F.interpolate(x, perm, lam), (x,))
+    assert torch.autograd.gradgradcheck(lambda x: F.interpolate(x, perm, lam), (x,))
+
+
+# ----------------------------------------------------------------------------- torch.compile
+
+
+def test_torch_compile_kernel_mix_fullgraph_equals_eager():
+    x, perm, lam = batch((8, 3, 4, 4), seed=6)
+    x = x.float()
+
+    def mix(x, perm, lam):
+        return F.kernel_mix(x, perm, lam, warping="inverse_beta_cdf")
+
+    torch._dynamo.reset()
+    compiled = torch.compile(mix, fullgraph=True)
+    for got, want in zip(compiled(x, perm, lam), mix(x, perm, lam)):
+        torch.testing.assert_close(got, want)
+
+
+def test_torch_compile_training_step_fullgraph_equals_eager():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    mixer = kmixup.KernelMixup(num_classes=3, label_smoothing=0.1)
+    x = torch.randn(6, 3, 2, 2, generator=gen(8))
+    y = torch.randint(0, 3, (6,), generator=gen(9))
+
+    def loss_fn(x, y):
+        mixed_x, mixed_y = mixer(x, y)
+        return torch.sum(-mixed_y * torch.log_softmax(model(mixed_x), dim=1), dim=1).mean()
+
+    def run(fn):
+        model.zero_grad()
+        torch.manual_seed(0)
+        loss = fn(x, y)
+        loss.backward()  # through the compiled backward graph
+        return loss.detach(), model[1].weight.grad.clone()
+
+    torch._dynamo.reset()
+    # Eager random draws in the compiled graph too, so that both see the same perm and lam.
+    with torch._inductor.config.patch(fallback_random=True):
+        got = run(torch.compile(loss_fn, fullgraph=True))
+    want = run(loss_fn)
+    torch.testing.assert_close(got, want)
