@@ -1,7 +1,7 @@
 """Throughput of kmixup's mixing ops against every mixup a user would pick instead.
 
     python -m benchmarks.throughput            # every shape and dtype on every device
-    python -m benchmarks.throughput --quick    # CIFAR and embedding shapes, < 1 min on CPU
+    python -m benchmarks.throughput --quick    # three shapes, float32, < 1 min on CPU
 
 Each method is timed side by side in one process on the same batch: warm-up, then the
 median of repeated calls (CUDA events on a GPU). Reported: median time, ratio to vanilla
@@ -37,11 +37,12 @@ from kmixup import functional as F
 RESULTS = Path(__file__).resolve().parent / "results"
 SHAPES = {
     "cifar 128x3x32x32": (128, 3, 32, 32),
+    "stl 64x3x128x128": (64, 3, 128, 128),
     "imagenet 256x3x224x224": (256, 3, 224, 224),
     "embeddings 1024x2048": (1024, 2048),
     "sequences 64x512x768": (64, 512, 768),
 }
-QUICK_SHAPES = ["cifar 128x3x32x32", "embeddings 1024x2048"]
+QUICK_SHAPES = ["cifar 128x3x32x32", "stl 64x3x128x128", "embeddings 1024x2048"]
 # HBM peak by device name, for the fraction of peak (GB/s); --peak-gbps overrides.
 PEAK_GBPS = {"H100 SXM": 3350, "H100 PCIe": 2000, "H100": 3350, "H200": 4800, "A100": 2039}
 BASELINE = "vanilla eager (per-sample lam)"
@@ -262,7 +263,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="two shapes, float32, fewer repeats")
+    parser.add_argument("--quick", action="store_true", help="three shapes, float32, fewer repeats")
     parser.add_argument("--devices", nargs="+", help="default: cpu, and cuda when available")
     parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), help="default: all")
     parser.add_argument("--dtypes", nargs="+", choices=["float32", "bfloat16"])

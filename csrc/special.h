@@ -37,8 +37,7 @@ constexpr double kLogTiny = -708.39641853226408;  // log(DBL_MIN): the inverse's
 constexpr double kLog2 = 0.69314718055994531;
 constexpr double kLog2Pi = 1.8378770664093453;
 
-// I_x and 1 - I_x, each to full absolute precision (the one near 0 to full relative precision
-// where the regime allows).
+// I_x and 1 - I_x, each to full absolute precision.
 struct Tails {
   double lower, upper;
 };
@@ -61,8 +60,13 @@ KMIXUP_HD double stirling_correction(double z) {
 KMIXUP_HD double log1pmx(double z) {
   if (::fabs(z) >= 0.1) return ::log1p(z) - z;
   // z^2 * sum_{k >= 2} (-1)^(k + 1) z^(k - 2) / k; 18 terms reach double precision here.
-  double acc = 1.0 / 19;
-  for (int k = 18; k >= 2; --k) acc = (k % 2 == 1 ? 1.0 : -1.0) / k + z * acc;
+  static constexpr double kCoeff[18] = {
+      -1.0 / 2,  1.0 / 3,  -1.0 / 4,  1.0 / 5,  -1.0 / 6,  1.0 / 7,  -1.0 / 8,  1.0 / 9,
+      -1.0 / 10, 1.0 / 11, -1.0 / 12, 1.0 / 13, -1.0 / 14, 1.0 / 15, -1.0 / 16, 1.0 / 17,
+      -1.0 / 18, 1.0 / 19,
+  };
+  double acc = kCoeff[17];
+  for (int k = 16; k >= 0; --k) acc = kCoeff[k] + z * acc;
   return z * z * acc;
 }
 
@@ -304,16 +308,16 @@ KMIXUP_HD double betaincinv_lower(double a, double b, double y) {
   }
   // Newton on the log of the nearer tail (I, or 1 - I for y > 1/2, which stays well
   // conditioned as y -> 1) against log x, safeguarded by bisection of the bracket it keeps.
-  const bool tail = y > 0.5;
-  const double log_target = tail ? ::log1p(-y) : log_y;
+  const bool upper_tail = y > 0.5;
+  const double log_target = upper_tail ? ::log1p(-y) : log_y;
   double lo = kLogTiny, hi = -kLog2;
   u = ::isnan(u) ? hi : (u < lo ? lo : (u > hi ? hi : u));
   for (int step = 0; step < kNewtonSteps; ++step) {
     const double x = ::exp(u);
     const Tails tails = betainc_interior(a, b, x);
-    const double mass = tail ? tails.upper : tails.lower;
+    const double mass = upper_tail ? tails.upper : tails.lower;
     const double log_mass = ::log(mass < kTiny ? kTiny : mass);
-    const double miss = tail ? log_target - log_mass : log_mass - log_target;  // rises with u
+    const double miss = upper_tail ? log_target - log_mass : log_mass - log_target;  // rises with u
     if (miss > 0.0) {
       hi = u;
     } else {
@@ -366,6 +370,7 @@ KMIXUP_HD bool outside_interior(double a, double b, double t, bool inverse, doub
 KMIXUP_HD double betainc(double a, double b, double x) {
   double value;
   if (detail::outside_interior(a, b, x, false, value)) return value;
+  if (a == b && x == 0.5) return 0.5;  // by symmetry, exactly (the quadrature is not exact)
   return detail::betainc_interior(a, b, x).lower;
 }
 
@@ -374,6 +379,8 @@ KMIXUP_HD double betainc(double a, double b, double x) {
 KMIXUP_HD double betaincinv(double a, double b, double y) {
   double value;
   if (detail::outside_interior(a, b, y, true, value)) return value;
+  // The median of a symmetric Beta, exactly: Newton cannot resolve it when the density is flat.
+  if (a == b && y == 0.5) return 0.5;
   // Solve for whichever of x and 1 - x is below 1/2, so that it is resolved to full precision.
   if (y > detail::betainc_interior(a, b, 0.5).lower) {
     return 1.0 - detail::betaincinv_lower(b, a, 1.0 - y);
@@ -383,10 +390,11 @@ KMIXUP_HD double betaincinv(double a, double b, double y) {
 
 enum Warping : int { kBetaCdf = 0, kInverseBetaCdf = 1, kNone = 2 };
 
-// SK Mixup steps 2-4 (DESIGN.md) for one pair, as kmixup/functional.py's _coefficients:
-// mean_sq_dist is the batch mean of the finite squared distances (0 if none is finite). A
-// pair with a non-finite distance has no meaningful similarity and is left unmixed (1).
-// tau may underflow to 0 or overflow to inf; both warps have those limits.
+// SK Mixup steps 2-4 (DESIGN.md) for one pair, as tau64, warp64 and kernel_mix's non-finite
+// rule in kmixup/_torch_kernels.py: mean_sq_dist is the batch mean of the finite squared
+// distances (0 if none is finite). A pair with a non-finite distance has no meaningful
+// similarity and is left unmixed (1). tau may underflow to 0 or overflow to inf; both warps
+// have those limits.
 KMIXUP_HD double pair_coefficient(double sq_dist, double mean_sq_dist, double lam,
                                   double tau_max, double tau_std, int warping) {
   if (warping == kNone) return lam;

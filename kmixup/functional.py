@@ -36,7 +36,8 @@ __all__ = [
 
 def _as_lam(lam: Tensor | float, ref: Tensor) -> Tensor:
     if isinstance(lam, (int, float)) and not isinstance(lam, bool):
-        return torch.tensor(float(lam), dtype=torch.float64, device=ref.device)
+        # torch.full, not torch.tensor: no host-to-device copy, so no sync on a GPU.
+        return torch.full((), float(lam), dtype=torch.float64, device=ref.device)
     return lam
 
 

@@ -258,6 +258,7 @@ def betainc_torch(a: torch.Tensor, b: torch.Tensor, x: torch.Tensor) -> torch.Te
     value, _ = _betainc_interior(
         torch.where(interior, a, 1.0), torch.where(interior, b, 1.0), torch.where(interior, x, 0.5)
     )
+    value = torch.where((a == b) & (x == 0.5), 0.5, value)  # by symmetry, exactly
     return _with_limits(a, b, x, interior, value, inverse=False).to(dtype)
 
 
@@ -345,4 +346,6 @@ def betaincinv_torch(a: torch.Tensor, b: torch.Tensor, y: torch.Tensor) -> torch
         torch.where(upper, 1.0 - y_in, y_in),
     )
     value = torch.where(upper, 1.0 - x, x)
+    # The median of a symmetric Beta, exactly: Newton cannot resolve it when the density is flat.
+    value = torch.where((a_in == b_in) & (y_in == 0.5), 0.5, value)
     return _with_limits(a, b, y, interior, value, inverse=True).to(dtype)

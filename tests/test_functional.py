@@ -174,6 +174,9 @@ def test_warp_is_symmetric(warping):
     lhs = F.warp(1 - lam, tau, warping)
     rhs = 1 - F.warp(lam, tau, warping)
     np.testing.assert_allclose(lhs.numpy(), rhs.numpy(), atol=1e-10)
+    # lam = 1/2 maps to 1/2 exactly, even where the warp is nearly flat (tiny or huge tau).
+    tau = torch.tensor([1e-12, 1e-4, 1.0, 1e4, 1e12], dtype=torch.float64)
+    assert F.warp(0.5, tau, warping).tolist() == [0.5] * 5
 
 
 def test_warp_none_and_dtypes():

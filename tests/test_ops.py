@@ -248,9 +248,13 @@ def test_direct_op_calls_check_their_contract():
 # ----------------------------------------------------------------------------- autograd
 
 
+DEVICES = ["cpu"] + (["cuda"] if _ops.has_compiled_kernel("cuda") else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("warping", ["beta_cdf", "none"])
-def test_kernel_mix_gradcheck_and_gradgradcheck(warping):
-    x, perm, lam = batch((5, 2, 3), torch.float64, seed=4)
+def test_kernel_mix_gradcheck_and_gradgradcheck(warping, device):
+    x, perm, lam = (t.to(device) for t in batch((5, 2, 3), torch.float64, seed=4))
     feats = x.clone()  # fixed: gradcheck perturbs x in place
     x.requires_grad_()
 

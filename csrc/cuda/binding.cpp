@@ -1,0 +1,179 @@
+// CUDA kernels of every kmixup op (schemas in csrc/kmixup.cpp): contract checks, layout,
+// outputs and workspace from the caching allocator, then one launcher call on the current
+// stream. Nothing here reads device memory or synchronises the host, so the ops run under
+// torch.cuda.set_sync_debug_mode("error") and inside CUDA graph capture.
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <string>
+#include <tuple>
+
+#include "checks.h"
+#include "cuda/launchers.h"
+
+namespace kmixup::cuda {
+namespace {
+
+void check_cuda(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.is_cuda(), "kmixup: ", name, " must be a CUDA tensor, got ", t.device());
+}
+
+DType dtype_of(const at::Tensor& t, const char* name) {
+  switch (t.scalar_type()) {
+    case at::kFloat:
+      return DType::kFloat32;
+    case at::kDouble:
+      return DType::kFloat64;
+    case at::kHalf:
+      return DType::kFloat16;
+    case at::kBFloat16:
+      return DType::kBFloat16;
+    default:
+      TORCH_CHECK(false, "kmixup: ", name,
+                  " must be float32, float64, float16 or bfloat16 on CUDA, got ",
+                  t.scalar_type());
+  }
+}
+
+// float32 results for float/half/bfloat16 data, float64 for double.
+at::ScalarType acc_dtype(const at::Tensor& t) {
+  return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+Coefficients coefficients_of(const at::Tensor& c) {
+  return {c.const_data_ptr(), c.scalar_type() == at::kDouble, c.stride(0)};
+}
+
+// Uninitialised device bytes from the caching allocator (no cudaMalloc once it is warm, and
+// graph-safe: captured allocations come from the graph's private pool).
+at::Tensor workspace(size_t bytes, const at::Tensor& like) {
+  if (bytes == 0) return at::Tensor();
+  return at::empty({static_cast<int64_t>(bytes)}, like.options().dtype(at::kByte));
+}
+
+void* data_or_null(const at::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
+
+cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
+
+at::Tensor pair_sq_dist_cuda(const at::Tensor& f, const at::Tensor& perm) {
+  check_batch_and_perm(f, "f", perm);
+  check_cuda(f, "f");
+  const DType dtype = dtype_of(f, "f");
+  const c10::cuda::CUDAGuard guard(f.device());
+  const at::Tensor rows = row_dense(f);
+  const at::Tensor perm_c = perm.contiguous();
+  const int64_t batch = f.size(0), row = row_length(rows);
+  at::Tensor out = at::empty({batch}, f.options().dtype(acc_dtype(f)));
+  if (batch == 0) return out;
+  const at::Tensor ws = workspace(pair_sq_dist_workspace_bytes(batch, row, dtype), f);
+  C10_CUDA_CHECK(launch_pair_sq_dist(
+      {rows.const_data_ptr(), dtype, batch, row, perm_c.const_data_ptr<int64_t>(),
+       out.data_ptr()},
+      data_or_null(ws), current_stream()));
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> kernel_mix_cuda(const at::Tensor& x, const at::Tensor& perm,
+                                                   const at::Tensor& lam,
+                                                   const at::Tensor& feats, double tau_max,
+                                                   double tau_std,
+                                                   c10::string_view warping_name) {
+  const int warping = check_kernel_mix(x, perm, lam, feats, std::string(warping_name));
+  check_cuda(x, "x");
+  const DType x_dtype = dtype_of(x, "x"), feats_dtype = dtype_of(feats, "feats");
+  const c10::cuda::CUDAGuard guard(x.device());
+  const int64_t batch = x.size(0);
+  const at::Tensor x_rows = row_dense(x);
+  // With warping "none" the features are never read: no copy for them.
+  const at::Tensor f_rows = warping == kNone ? feats : row_dense(feats);
+  const at::Tensor perm_c = perm.contiguous();
+  at::Tensor mixed = at::empty_like(x_rows);
+  at::Tensor coeff = at::empty({batch}, x.options().dtype(acc_dtype(x)));
+  if (batch == 0) return {mixed, coeff};
+  const int64_t f_row = row_length(f_rows);
+  const at::Tensor ws = workspace(kernel_mix_workspace_bytes(batch, f_row, feats_dtype, warping), x);
+  KernelMixArgs args{};
+  args.x = x_rows.const_data_ptr();
+  args.x_dtype = x_dtype;
+  args.x_row_len = row_length(x_rows);
+  args.feats = f_rows.const_data_ptr();
+  args.feats_dtype = feats_dtype;
+  args.feats_row_len = f_row;
+  args.batch = batch;
+  args.perm = perm_c.const_data_ptr<int64_t>();
+  args.lam = coefficients_of(lam);
+  args.tau_max = tau_max;
+  args.tau_std = tau_std;
+  args.warping = warping;
+  args.out = mixed.data_ptr();
+  args.coeff = coeff.data_ptr();
+  C10_CUDA_CHECK(launch_kernel_mix(args, data_or_null(ws), current_stream()));
+  return {mixed, coeff};
+}
+
+template <cudaError_t (*Launch)(const InterpolateArgs&, cudaStream_t)>
+at::Tensor mix_rows(const at::Tensor& x, const char* x_name, const at::Tensor& perm,
+                    const at::Tensor& coeff) {
+  check_batch_and_perm(x, x_name, perm);
+  check_cuda(x, x_name);
+  check_coefficients(coeff, "coeff", x);
+  const DType dtype = dtype_of(x, x_name);
+  const c10::cuda::CUDAGuard guard(x.device());
+  const at::Tensor rows = row_dense(x);
+  const at::Tensor perm_c = perm.contiguous();
+  at::Tensor out = at::empty_like(rows);
+  if (out.numel() == 0) return out;
+  C10_CUDA_CHECK(Launch({rows.const_data_ptr(), dtype, x.size(0), row_length(rows),
+                         perm_c.const_data_ptr<int64_t>(), coefficients_of(coeff),
+                         out.data_ptr()},
+                        current_stream()));
+  return out;
+}
+
+at::Tensor interpolate_cuda(const at::Tensor& x, const at::Tensor& perm, const at::Tensor& coeff) {
+  return mix_rows<launch_interpolate>(x, "x", perm, coeff);
+}
+
+at::Tensor interpolate_backward_cuda(const at::Tensor& grad, const at::Tensor& perm,
+                                     const at::Tensor& coeff) {
+  return mix_rows<launch_interpolate_backward>(grad, "grad", perm, coeff);
+}
+
+template <cudaError_t (*Launch)(const SpecialArgs&, cudaStream_t)>
+at::Tensor special(const at::Tensor& a, const at::Tensor& b, const at::Tensor& t,
+                   const char* t_name) {
+  check_elementwise(a, b, t, t_name);
+  check_cuda(t, t_name);
+  const c10::cuda::CUDAGuard guard(t.device());
+  const at::Tensor a_c = a.contiguous(), b_c = b.contiguous(), t_c = t.contiguous();
+  at::Tensor out = at::empty_like(t_c);
+  if (out.numel() == 0) return out;
+  C10_CUDA_CHECK(Launch({a_c.const_data_ptr(), b_c.const_data_ptr(), t_c.const_data_ptr(),
+                         out.data_ptr(), dtype_of(t, t_name), out.numel()},
+                        current_stream()));
+  return out;
+}
+
+at::Tensor betainc_cuda(const at::Tensor& a, const at::Tensor& b, const at::Tensor& x) {
+  return special<launch_betainc>(a, b, x, "x");
+}
+
+at::Tensor betaincinv_cuda(const at::Tensor& a, const at::Tensor& b, const at::Tensor& y) {
+  return special<launch_betaincinv>(a, b, y, "y");
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(kmixup, CUDA, m) {
+  m.impl("betainc", &betainc_cuda);
+  m.impl("betaincinv", &betaincinv_cuda);
+  m.impl("pair_sq_dist", &pair_sq_dist_cuda);
+  m.impl("kernel_mix", &kernel_mix_cuda);
+  m.impl("interpolate", &interpolate_cuda);
+  m.impl("interpolate_backward", &interpolate_backward_cuda);
+}
+
+}  // namespace kmixup::cuda

@@ -1,0 +1,99 @@
+// Host launchers of the CUDA kernels: plain C++ over raw pointers and a stream, no torch,
+// so the kernels compile with nvcc alone and binding.cpp stays a thin layer.
+//
+// Conventions shared by every launcher:
+// * x / f / grad are B rows of row_len elements, row i at data + i * row_len (each sample a
+//   dense block; the order inside a row does not matter as long as all rows share it).
+// * perm is int64 [B], a permutation of 0..B-1 (an index outside it traps on the device).
+// * Arithmetic is float for float/half/bfloat16 data and double for double data; the
+//   coefficients and distances written are of that type (float32 or float64).
+// * Nothing synchronises the host and nothing allocates: the workspace comes from the
+//   caller (see *_workspace_bytes), the only memset is a cudaMemsetAsync on `stream`, so
+//   every launcher can be captured in a CUDA graph.
+// * The return value is cudaGetLastError() after the launches (cudaErrorInvalidValue for
+//   arguments the kernels cannot take).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace kmixup::cuda {
+
+enum class DType : int { kFloat32 = 0, kFloat64 = 1, kFloat16 = 2, kBFloat16 = 3 };
+
+// A strided float32 / float64 vector of B values (lam or coeff); stride 0 broadcasts one.
+struct Coefficients {
+  const void* data;
+  bool is_double;
+  int64_t stride;
+};
+
+// Squared distance of every row to its partner: out[i] = sum_j (f[i, j] - f[perm[i], j])^2,
+// accumulated in float (double for double f); out is float32 (float64 for double f).
+struct PairSqDistArgs {
+  const void* f;
+  DType f_dtype;
+  int64_t batch;
+  int64_t row_len;
+  const int64_t* perm;
+  void* out;
+};
+size_t pair_sq_dist_workspace_bytes(int64_t batch, int64_t row_len, DType f_dtype);
+cudaError_t launch_pair_sq_dist(const PairSqDistArgs& args, void* workspace, cudaStream_t stream);
+
+// The fused op: distances of feats rows, their finite mean, one coefficient per pair
+// (kmixup::pair_coefficient), then out[i] = k[i] * x[i] + (1 - k[i]) * x[perm[i]].
+// coeff receives k: float32, float64 for double x. warping is a kmixup::Warping value;
+// with kNone no distance is computed and k = lam.
+struct KernelMixArgs {
+  const void* x;
+  DType x_dtype;
+  int64_t x_row_len;
+  const void* feats;
+  DType feats_dtype;
+  int64_t feats_row_len;
+  int64_t batch;
+  const int64_t* perm;
+  Coefficients lam;
+  double tau_max;
+  double tau_std;
+  int warping;
+  void* out;
+  void* coeff;
+};
+size_t kernel_mix_workspace_bytes(int64_t batch, int64_t feats_row_len, DType feats_dtype,
+                                  int warping);
+cudaError_t launch_kernel_mix(const KernelMixArgs& args, void* workspace, cudaStream_t stream);
+
+// out[i] = c[i] * x[i] + (1 - c[i]) * x[perm[i]] (interpolate), or its adjoint
+// out[perm[i]] = c[perm[i]] * x[perm[i]] + (1 - c[i]) * x[i] (interpolate_backward, x the
+// incoming gradient). c is converted to the arithmetic type first; a row whose weights are
+// (1, 0) or (0, 1) is an exact copy of one source row and never reads the other.
+struct InterpolateArgs {
+  const void* x;
+  DType dtype;
+  int64_t batch;
+  int64_t row_len;
+  const int64_t* perm;
+  Coefficients coeff;
+  void* out;
+};
+cudaError_t launch_interpolate(const InterpolateArgs& args, cudaStream_t stream);
+cudaError_t launch_interpolate_backward(const InterpolateArgs& args, cudaStream_t stream);
+
+// Elementwise out[i] = betainc(a[i], b[i], t[i]) (or betaincinv), evaluated in double.
+// dtype is kFloat32 or kFloat64 for all four arrays.
+struct SpecialArgs {
+  const void* a;
+  const void* b;
+  const void* t;
+  void* out;
+  DType dtype;
+  int64_t numel;
+};
+cudaError_t launch_betainc(const SpecialArgs& args, cudaStream_t stream);
+cudaError_t launch_betaincinv(const SpecialArgs& args, cudaStream_t stream);
+
+}  // namespace kmixup::cuda

@@ -1,0 +1,235 @@
+// Device helpers of the row kernels (kernel_mix.cu, interpolate.cu): element types, 16-byte
+// packs, a deterministic block reduction, and how a row is split over blocks.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "cuda/launchers.h"
+
+// An index outside [0, n) stops the kernel with a device-side assert (as torch's indexing
+// does) instead of reading or writing out of bounds.
+extern "C" {
+[[noreturn]] __host__ __device__ void __assert_fail(const char* assertion, const char* file,
+                                                    unsigned int line,
+                                                    const char* function) noexcept;
+}
+#define KMIXUP_CHECK_INDEX(i, n)                                                        \
+  do {                                                                                  \
+    if (!((i) >= 0 && (i) < (n))) {                                                     \
+      __assert_fail("perm values must lie in [0, B)", __FILE__, __LINE__, __func__);    \
+    }                                                                                   \
+  } while (0)
+
+namespace kmixup::cuda::detail {
+
+constexpr int kThreads = 256;       // every row kernel; the coefficient phase uses them all
+constexpr int kVecBytes = 16;       // one ld/st.global.v4
+constexpr int kUnroll = 4;          // packs in flight per thread and row
+constexpr int kMaxPacksPerThread = 8;
+constexpr int64_t kTargetBlocks = 2048;  // enough to fill a large GPU a few times over
+
+// ---------------------------------------------------------------- element types
+
+// Arithmetic type: float for float/half/bfloat16, double for double.
+template <typename T> struct AccOf { using type = float; };
+template <> struct AccOf<double> { using type = double; };
+template <typename T> using acc_t = typename AccOf<T>::type;
+
+__device__ __forceinline__ float to_acc(float v) { return v; }
+__device__ __forceinline__ double to_acc(double v) { return v; }
+__device__ __forceinline__ float to_acc(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_acc(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T> __device__ __forceinline__ T from_acc(acc_t<T> v) { return v; }
+template <> __device__ __forceinline__ __half from_acc<__half>(float v) {
+  return __float2half_rn(v);
+}
+template <> __device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+
+// Explicitly rounded products and sums: nvcc would otherwise contract w_a*a + w_b*b into an
+// FMA, and the result would differ in the last bit from torch's eager (and CPU) arithmetic.
+__device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
+__device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
+__device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
+__device__ __forceinline__ double add_rn(double a, double b) { return __dadd_rn(a, b); }
+
+// ---------------------------------------------------------------- packs
+
+// N consecutive elements moved as one load/store of sizeof(T) * N bytes.
+template <typename T, int N>
+struct alignas(sizeof(T) * N) Pack {
+  T v[N];
+};
+
+template <int Bytes> struct Bits;
+template <> struct Bits<2> { using type = unsigned short; };
+template <> struct Bits<4> { using type = unsigned int; };
+template <> struct Bits<8> { using type = unsigned long long; };
+template <> struct Bits<16> { using type = uint4; };
+
+// Read-only (non-coherent cache) load of a pack; p must be aligned to the pack size.
+template <typename T, int N>
+__device__ __forceinline__ Pack<T, N> load_pack(const T* p) {
+  using B = typename Bits<sizeof(T) * N>::type;
+  const B raw = __ldg(reinterpret_cast<const B*>(p));
+  Pack<T, N> out;
+  memcpy(&out, &raw, sizeof(out));
+  return out;
+}
+
+template <typename T, int N>
+__device__ __forceinline__ void store_pack(T* p, const Pack<T, N>& v) {
+  using B = typename Bits<sizeof(T) * N>::type;
+  B raw;
+  memcpy(&raw, &v, sizeof(raw));
+  *reinterpret_cast<B*>(p) = raw;
+}
+
+// c[i] of a strided float32/float64 vector, converted to A (rounded to nearest, as .to()).
+template <typename A>
+__device__ __forceinline__ A load_coeff(const Coefficients& c, int64_t i) {
+  return c.is_double ? static_cast<A>(static_cast<const double*>(c.data)[i * c.stride])
+                     : static_cast<A>(static_cast<const float*>(c.data)[i * c.stride]);
+}
+
+// The element range [begin, end) of block b's chunk, and its row.
+struct Chunk {
+  int64_t row, index, begin, end;
+};
+__device__ __forceinline__ Chunk block_chunk(int64_t chunks, int64_t chunk_elems,
+                                             int64_t row_len) {
+  Chunk c;
+  c.row = static_cast<int64_t>(blockIdx.x) / chunks;
+  c.index = static_cast<int64_t>(blockIdx.x) - c.row * chunks;
+  c.begin = c.index * chunk_elems;
+  c.end = c.begin + chunk_elems < row_len ? c.begin + chunk_elems : row_len;
+  return c;
+}
+
+// Calls body(offsets) for the packs of [begin, end) that this thread owns, kUnroll packs per
+// call (offsets[u] < 0 for the missing ones of the last, partial group), so that the loads
+// of a group are all issued before their results are used. end - begin is a multiple of N.
+template <int N, typename Body>
+__device__ __forceinline__ void for_packs(int64_t begin, int64_t end, Body&& body) {
+  constexpr int64_t kStride = int64_t{kThreads} * N;
+  int64_t i = begin + int64_t{threadIdx.x} * N;
+  for (; i + (kUnroll - 1) * kStride < end; i += kUnroll * kStride) {
+    int64_t offsets[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) offsets[u] = i + u * kStride;
+    body(offsets);
+  }
+  if (i < end) {
+    int64_t offsets[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) offsets[u] = i + u * kStride < end ? i + u * kStride : -1;
+    body(offsets);
+  }
+}
+
+// ---------------------------------------------------------------- reduction
+
+template <typename A>
+__device__ __forceinline__ A warp_sum(A v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+// Sum over the block, in a fixed order (so the result does not depend on scheduling), valid
+// in every thread. Every thread must call it; `scratch` holds kThreads / 32 values.
+template <typename A>
+__device__ __forceinline__ A block_sum(A v, A* scratch) {
+  constexpr int kWarps = kThreads / 32;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = warp_sum(v);
+  __syncthreads();  // scratch may still be read from a previous call
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  A total = scratch[0];
+#pragma unroll
+  for (int w = 1; w < kWarps; ++w) total += scratch[w];
+  return total;
+}
+
+// ---------------------------------------------------------------- row split
+
+// A row of row_len elements is cut into `chunks` pieces of chunk_elems (a multiple of the
+// 16-byte pack, the last piece shorter), one block each; block b works on row b / chunks.
+// The split depends on (batch, row_len, element size) only, never on the device or on
+// alignment, so every reduction has one fixed order.
+struct RowPlan {
+  int64_t chunks;
+  int64_t chunk_elems;
+};
+
+// Calls f(Tag<T>{}) with T the element type of d.
+template <typename T> struct Tag { using type = T; };
+template <typename F>
+inline cudaError_t dispatch(DType d, F&& f) {
+  switch (d) {
+    case DType::kFloat32: return f(Tag<float>{});
+    case DType::kFloat64: return f(Tag<double>{});
+    case DType::kFloat16: return f(Tag<__half>{});
+    case DType::kBFloat16: return f(Tag<__nv_bfloat16>{});
+  }
+  return cudaErrorInvalidValue;
+}
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+inline RowPlan plan_rows(int64_t batch, int64_t row_len, int elem_bytes) {
+  const int64_t per_pack = kVecBytes / elem_bytes;
+  const int64_t packs = ceil_div(row_len, per_pack);
+  if (packs == 0) return {1, 0};
+  // Enough blocks over the batch, but at least one and at most kMaxPacksPerThread packs per
+  // thread: 128 x 3072 floats -> 3 blocks a row, 256 x 150528 floats -> 19.
+  int64_t chunks = ceil_div(kTargetBlocks, batch > 0 ? batch : 1);
+  chunks = chunks < ceil_div(packs, kThreads) ? chunks : ceil_div(packs, kThreads);
+  const int64_t at_least = ceil_div(packs, int64_t{kThreads} * kMaxPacksPerThread);
+  chunks = chunks > at_least ? chunks : at_least;
+  const int64_t chunk_packs = ceil_div(packs, chunks);
+  return {ceil_div(packs, chunk_packs), chunk_packs * per_pack};
+}
+
+inline int elem_bytes(DType d) {
+  return d == DType::kFloat64 ? 8 : d == DType::kFloat32 ? 4 : 2;
+}
+
+// Whether rows of row_len elements at these bases can all be moved in 16-byte packs.
+inline bool packable(int64_t row_len, int bytes, const void* p0, const void* p1 = nullptr) {
+  const auto misaligned = [](const void* p) {
+    return p != nullptr && (reinterpret_cast<uintptr_t>(p) % kVecBytes) != 0;
+  };
+  return (row_len * bytes) % kVecBytes == 0 && !misaligned(p0) && !misaligned(p1);
+}
+
+// One block per (row, chunk): a 1-D grid.
+inline bool grid_fits(int64_t batch, const RowPlan& plan) {
+  return batch <= INT32_MAX / plan.chunks;
+}
+
+// Mixes rows of `src` into `dst` (interpolate.cu); kernel_mix.cu reuses it for its second
+// launch. With coeff_out set (forward only), the chunk-0 block of row i also writes c[i] in
+// the arithmetic type: the kNone path of kernel_mix, whose coefficients are lam.
+struct MixLaunch {
+  const void* src;
+  void* dst;
+  DType dtype;
+  int64_t batch;
+  int64_t row_len;
+  const int64_t* perm;
+  Coefficients coeff;
+  bool backward;
+  void* coeff_out;
+};
+cudaError_t launch_mix_rows(const MixLaunch& args, cudaStream_t stream);
+
+}  // namespace kmixup::cuda::detail
