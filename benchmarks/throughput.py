@@ -255,7 +255,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_xticklabels([f"{s}\n{d}" for s, d in configs], fontsize=8)
     ax.set_ylabel("time / vanilla eager mixup (log; lower is faster)")
     ax.set_title(f"kmixup throughput on {rows[0]['device']}")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.18))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
