@@ -9,7 +9,7 @@
 PYTHON     ?= python3
 VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-DEPS       := numpy scipy mpmath pytest hypothesis ruff matplotlib scikit-learn tqdm ninja
+DEPS       := numpy scipy mpmath pytest hypothesis ruff matplotlib scikit-learn tqdm ninja torchmetrics
 
 PY          := $(VENV)/bin/python
 PIP         := $(PY) -m pip
@@ -48,8 +48,10 @@ test: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 
+# The coefficient-vs-distance demonstration, then the quick calibration experiments.
 demo: venv
 	$(PY) -m kmixup.demo
+	$(PY) -m kmixup.experiments --quick
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info kmixup/*.so demo_output \

@@ -1,0 +1,5 @@
+"""``python -m kmixup.experiments``: see :mod:`kmixup.experiments`."""
+
+from .run import main
+
+main()
