@@ -79,22 +79,8 @@ std::tuple<at::Tensor, at::Tensor> kernel_mix_cpu(const at::Tensor& x, const at:
     });
   });
 
-  const at::Tensor x_rows = row_dense(x);
-  at::Tensor mixed = at::empty_like(x_rows);
-  const int64_t row = row_length(x_rows);
-  const int64_t* partner = perm_c.const_data_ptr<int64_t>();
-  KMIXUP_DISPATCH_FLOATING(x.scalar_type(), "kmixup_kernel_mix", [&] {
-    using weight_t = acc_t<scalar_t>;
-    const weight_t* k = coeff.const_data_ptr<weight_t>();
-    const scalar_t* src = x_rows.const_data_ptr<scalar_t>();
-    scalar_t* dst = mixed.data_ptr<scalar_t>();
-    at::parallel_for(0, batch, rows_per_task(row), [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        mix_row(src + i * row, k[i], src + partner[i] * row, weight_t(1) - k[i], dst + i * row,
-                row);
-      }
-    });
-  });
+  at::Tensor mixed =
+      mix_batch(row_dense(x), perm_c.const_data_ptr<int64_t>(), coeff, /*adjoint=*/false);
   return {mixed, coeff};
 }
 

@@ -4,10 +4,13 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
+
+#include "checks.h"
 
 // Every row op takes float, double, half and bfloat16.
 #define KMIXUP_DISPATCH_FLOATING(TYPE, NAME, ...) \
@@ -107,6 +110,30 @@ void mix_row(const scalar_t* a, acc_t<scalar_t> wa, const scalar_t* b, acc_t<sca
 inline int64_t rows_per_task(int64_t row_len) {
   constexpr int64_t kGrainElements = 1 << 16;
   return std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, row_len));
+}
+
+// out[i] = k[i] * x[i] + (1 - k[j]) * x[other[i]] for every row of the row-dense x, in
+// parallel over rows, with k = coeff in acc_t. The interpolation passes other = perm and
+// j = i; its adjoint passes other = the inverse permutation and j = other[i].
+inline at::Tensor mix_batch(const at::Tensor& x_rows, const int64_t* other,
+                            const at::Tensor& coeff, bool adjoint) {
+  at::Tensor out = at::empty_like(x_rows);
+  const int64_t batch = x_rows.size(0), row = row_length(x_rows);
+  KMIXUP_DISPATCH_FLOATING(x_rows.scalar_type(), "kmixup_mix_batch", [&] {
+    using weight_t = acc_t<scalar_t>;
+    const at::Tensor k_t = coeff.to(c10::CppTypeToScalarType<weight_t>::value).contiguous();
+    const weight_t* k = k_t.const_data_ptr<weight_t>();
+    const scalar_t* src = x_rows.const_data_ptr<scalar_t>();
+    scalar_t* dst = out.data_ptr<scalar_t>();
+    at::parallel_for(0, batch, rows_per_task(row), [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t j = other[i];
+        mix_row(src + i * row, k[i], src + j * row, weight_t(1) - k[adjoint ? j : i],
+                dst + i * row, row);
+      }
+    });
+  });
+  return out;
 }
 
 }  // namespace kmixup::cpu
