@@ -41,27 +41,16 @@ template <typename T, int N>
 __device__ __forceinline__ void mix_range(const T* __restrict__ a, acc_t<T> wa,
                                           const T* __restrict__ b, acc_t<T> wb,
                                           T* __restrict__ dst, int64_t begin, int64_t end) {
-  for_packs<N>(begin, end, [&](const int64_t(&off)[kUnroll]) {
-    Pack<T, N> va[kUnroll], vb[kUnroll];
+  for_pack_pairs<T, N>(a, b, begin, end,
+                       [&](int64_t off, const Pack<T, N>& va, const Pack<T, N>& vb) {
+                         Pack<T, N> o;
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      if (off[u] >= 0) {
-        va[u] = load_pack<T, N>(a + off[u]);
-        vb[u] = load_pack<T, N>(b + off[u]);
-      }
-    }
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      if (off[u] < 0) continue;
-      Pack<T, N> o;
-#pragma unroll
-      for (int e = 0; e < N; ++e) {
-        o.v[e] = from_acc<T>(
-            add_rn(mul_rn(wa, to_acc(va[u].v[e])), mul_rn(wb, to_acc(vb[u].v[e]))));
-      }
-      store_pack(dst + off[u], o);
-    }
-  });
+                         for (int e = 0; e < N; ++e) {
+                           o.v[e] = from_acc<T>(add_rn(mul_rn(wa, to_acc(va.v[e])),
+                                                       mul_rn(wb, to_acc(vb.v[e]))));
+                         }
+                         store_pack(dst + off, o);
+                       });
 }
 
 template <typename T, int N>

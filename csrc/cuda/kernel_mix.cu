@@ -43,25 +43,14 @@ __device__ __forceinline__ acc_t<T> sq_dist_range(const T* __restrict__ a,
                                                   const T* __restrict__ b, int64_t begin,
                                                   int64_t end) {
   acc_t<T> sum = 0;
-  for_packs<N>(begin, end, [&](const int64_t(&off)[kUnroll]) {
-    Pack<T, N> va[kUnroll], vb[kUnroll];
+  for_pack_pairs<T, N>(a, b, begin, end,
+                       [&](int64_t, const Pack<T, N>& va, const Pack<T, N>& vb) {
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      if (off[u] >= 0) {
-        va[u] = load_pack<T, N>(a + off[u]);
-        vb[u] = load_pack<T, N>(b + off[u]);
-      }
-    }
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      if (off[u] < 0) continue;
-#pragma unroll
-      for (int e = 0; e < N; ++e) {
-        const acc_t<T> d = to_acc(va[u].v[e]) - to_acc(vb[u].v[e]);
-        sum += d * d;
-      }
-    }
-  });
+                         for (int e = 0; e < N; ++e) {
+                           const acc_t<T> d = to_acc(va.v[e]) - to_acc(vb.v[e]);
+                           sum += d * d;
+                         }
+                       });
   return sum;
 }
 
@@ -211,6 +200,25 @@ cudaError_t launch_dist(DistParams<T> p, void* workspace, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
+// The distance pass over the rows of f for either op: pair_sq_dist writes the distances to
+// dist; kernel_mix (kCoefficients) turns them into coefficients as described by coeff.
+template <bool kCoefficients>
+cudaError_t launch_rows_dist(DType f_dtype, const void* f, int64_t batch, int64_t row_len,
+                             const int64_t* perm, void* dist, const CoefficientArgs& coeff,
+                             void* workspace, cudaStream_t stream) {
+  return dispatch(f_dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    DistParams<T> p{};
+    p.f = static_cast<const T*>(f);
+    p.batch = batch;
+    p.row_len = row_len;
+    p.perm = perm;
+    p.dist = static_cast<acc_t<T>*>(dist);
+    p.coeff = coeff;
+    return launch_dist<T, kCoefficients>(p, workspace, stream);
+  });
+}
+
 }  // namespace
 }  // namespace kmixup::cuda::detail
 
@@ -233,16 +241,8 @@ size_t kernel_mix_workspace_bytes(int64_t batch, int64_t feats_row_len, DType fe
 cudaError_t launch_pair_sq_dist(const PairSqDistArgs& args, void* workspace,
                                 cudaStream_t stream) {
   if (args.batch == 0) return cudaSuccess;
-  return detail::dispatch(args.f_dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    detail::DistParams<T> p{};
-    p.f = static_cast<const T*>(args.f);
-    p.batch = args.batch;
-    p.row_len = args.row_len;
-    p.perm = args.perm;
-    p.dist = static_cast<detail::acc_t<T>*>(args.out);
-    return detail::launch_dist<T, false>(p, workspace, stream);
-  });
+  return detail::launch_rows_dist<false>(args.f_dtype, args.f, args.batch, args.row_len,
+                                         args.perm, args.out, {}, workspace, stream);
 }
 
 cudaError_t launch_kernel_mix(const KernelMixArgs& args, void* workspace, cudaStream_t stream) {
@@ -253,21 +253,11 @@ cudaError_t launch_kernel_mix(const KernelMixArgs& args, void* workspace, cudaSt
                         /*coeff_out=*/args.coeff};
   if (args.warping == kmixup::kNone) return detail::launch_mix_rows(mix, stream);
 
-  const cudaError_t err = detail::dispatch(args.feats_dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    detail::DistParams<T> p{};
-    p.f = static_cast<const T*>(args.feats);
-    p.batch = args.batch;
-    p.row_len = args.feats_row_len;
-    p.perm = args.perm;
-    p.coeff.lam = args.lam;
-    p.coeff.tau_max = args.tau_max;
-    p.coeff.tau_std = args.tau_std;
-    p.coeff.warping = args.warping;
-    p.coeff.coeff = args.coeff;
-    p.coeff.coeff_double = coeff_double;
-    return detail::launch_dist<T, true>(p, workspace, stream);
-  });
+  const detail::CoefficientArgs coeff{args.lam,     args.tau_max, args.tau_std,
+                                      args.warping, args.coeff,   coeff_double};
+  const cudaError_t err = detail::launch_rows_dist<true>(
+      args.feats_dtype, args.feats, args.batch, args.feats_row_len, args.perm,
+      /*dist=*/nullptr, coeff, workspace, stream);
   if (err != cudaSuccess) return err;
   mix.coeff = {args.coeff, coeff_double, 1};
   mix.coeff_out = nullptr;

@@ -134,6 +134,27 @@ __device__ __forceinline__ void for_packs(int64_t begin, int64_t end, Body&& bod
   }
 }
 
+// Calls body(offset, pack of a, pack of b) for every pack of [begin, end) this thread owns;
+// the two loads of each of a group's kUnroll packs are all issued before the first body runs.
+template <typename T, int N, typename Body>
+__device__ __forceinline__ void for_pack_pairs(const T* __restrict__ a, const T* __restrict__ b,
+                                               int64_t begin, int64_t end, Body&& body) {
+  for_packs<N>(begin, end, [&](const int64_t(&off)[kUnroll]) {
+    Pack<T, N> va[kUnroll], vb[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      if (off[u] >= 0) {
+        va[u] = load_pack<T, N>(a + off[u]);
+        vb[u] = load_pack<T, N>(b + off[u]);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      if (off[u] >= 0) body(off[u], va[u], vb[u]);
+    }
+  });
+}
+
 // ---------------------------------------------------------------- reduction
 
 template <typename A>
