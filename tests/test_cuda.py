@@ -3,10 +3,12 @@ interpolation (bit for bit), scipy; layouts, non-finite rows, opcheck, autograd,
 torch.compile, no host syncs, CUDA graph capture. Runs only where a GPU and the compiled
 CUDA kernels exist."""
 
+import helpers
 import numpy as np
 import oracle
 import pytest
 import torch
+from helpers import gen
 from scipy import special as sp
 
 import kmixup
@@ -34,16 +36,8 @@ BITS = {torch.float64: torch.int64, torch.float32: torch.int32,
 CUDA = "cuda"
 
 
-def gen(seed):
-    return torch.Generator().manual_seed(seed)
-
-
 def batch(shape, dtype=torch.float32, seed=0, device=CUDA):
-    """x, perm, lam (float64 [B]) drawn on the CPU, then moved to `device`."""
-    x = torch.randn(shape, generator=gen(seed), dtype=torch.float64).to(dtype)
-    perm = torch.randperm(shape[0], generator=gen(seed + 1))
-    lam = torch.rand(shape[0], generator=gen(seed + 2), dtype=torch.float64)
-    return x.to(device), perm.to(device), lam.to(device)
+    return helpers.batch(shape, dtype, seed, device)
 
 
 def acc_dtype(dtype):
@@ -305,53 +299,14 @@ def test_special_limits_on_cuda():
         rtol=0)
 
 
-# ----------------------------------------------------------------------------- opcheck
-
-
-def _opcheck_cases():
-    """(name, op, args) built on the CPU at collection time; moved to the GPU in the test."""
-    x, perm, lam = batch((5, 3, 4, 4), seed=1, device="cpu")
-    x32, lam32 = x.float(), lam.float()
-    feats = torch.randn(5, 7, generator=gen(9))
-    a = torch.rand(6, dtype=torch.float64, generator=gen(3)) * 5
-    t = torch.rand(6, dtype=torch.float64, generator=gen(4))
-    cases = [
-        ("betainc", (a, a + 1, t)),
-        ("betaincinv", (a.float(), a.float(), t.float())),
-        ("pair_sq_dist", (x32, perm)),
-        ("pair_sq_dist", (feats.half(), perm)),
-        ("interpolate", (x32.clone().requires_grad_(), perm, lam32)),
-        ("interpolate", (x.double().requires_grad_(), perm, lam)),
-        ("interpolate_backward", (x32.clone().requires_grad_(), perm, lam32)),
-        ("interpolate", (x32.to(memory_format=torch.channels_last), perm, lam)),
-        ("kernel_mix", (x.bfloat16(), perm, lam32, x.bfloat16(), 1.0, 0.25, "beta_cdf")),
-    ]
-    for warping in WARPINGS:
-        cases.append(("kernel_mix", (x32.clone().requires_grad_(), perm, lam32, feats, 1.0,
-                                     0.25, warping)))
-    return cases
-
-
-def _to_cuda(v):
-    if not isinstance(v, torch.Tensor):
-        return v
-    return v.detach().to(CUDA).requires_grad_(v.requires_grad)
-
-
-@pytest.mark.parametrize("name, args", _opcheck_cases())
-def test_opcheck(name, args):
-    torch.library.opcheck(getattr(ops, name).default, tuple(_to_cuda(v) for v in args))
-
-
 # ----------------------------------------------------------------------------- autograd
+# opcheck and gradcheck on CUDA: tests/test_ops.py, parametrized over the devices.
 
 
-def test_interpolate_gradcheck_and_grads_match_cpu():
+def test_interpolate_grads_match_cpu():
     x, perm, lam = batch((4, 6), torch.float64, seed=5)
     lam[0], lam[1] = 1.0, 0.0
     x.requires_grad_()
-    assert torch.autograd.gradcheck(lambda x: F.interpolate(x, perm, lam), (x,))
-    assert torch.autograd.gradgradcheck(lambda x: F.interpolate(x, perm, lam), (x,))
     g = torch.randn(4, 6, dtype=torch.float64, generator=gen(6)).to(CUDA)
     (grad,) = torch.autograd.grad(F.interpolate(x, perm, lam), x, g)
     x_cpu = x.detach().cpu().requires_grad_()

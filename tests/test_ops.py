@@ -9,6 +9,7 @@ import numpy as np
 import oracle
 import pytest
 import torch
+from helpers import batch, gen
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,17 +23,8 @@ needs_compiled = pytest.mark.skipif(not COMPILED, reason="kmixup._C has no CPU k
 WARPINGS = ["beta_cdf", "inverse_beta_cdf", "none"]
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 ops = torch.ops.kmixup
-
-
-def gen(seed):
-    return torch.Generator().manual_seed(seed)
-
-
-def batch(shape, dtype=torch.float32, seed=0):
-    x = torch.randn(shape, generator=gen(seed), dtype=torch.float64).to(dtype)
-    perm = torch.randperm(shape[0], generator=gen(seed + 1))
-    lam = torch.rand(shape[0], generator=gen(seed + 2), dtype=torch.float64)
-    return x, perm, lam
+# The op-level tests that need no CPU reference run on every device with a compiled kernel.
+DEVICES = ["cpu"] + (["cuda"] if _ops.has_compiled_kernel("cuda") else [])
 
 
 def test_compiled_extension_present_when_expected():
@@ -95,12 +87,21 @@ def _opcheck_cases():
                                        0.25, warping)))
     cases.append((ops.kernel_mix, (x.detach().requires_grad_(), perm, lam, x.detach(), 2.0, 0.5,
                                    "beta_cdf")))
+    cases.append((ops.kernel_mix, (x.bfloat16(), perm, lam32, x.bfloat16(), 1.0, 0.25,
+                                   "beta_cdf")))
     return cases
 
 
+def _on(device, value):
+    if not isinstance(value, torch.Tensor):
+        return value
+    return value.detach().to(device).requires_grad_(value.requires_grad)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("op, args", _opcheck_cases())
-def test_opcheck(op, args):
-    torch.library.opcheck(op, args)
+def test_opcheck(op, args, device):
+    torch.library.opcheck(op, tuple(_on(device, v) for v in args))
 
 
 # ----------------------------------------------------------------------------- compiled vs pure
@@ -248,13 +249,10 @@ def test_direct_op_calls_check_their_contract():
 # ----------------------------------------------------------------------------- autograd
 
 
-DEVICES = ["cpu"] + (["cuda"] if _ops.has_compiled_kernel("cuda") else [])
-
-
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("warping", ["beta_cdf", "none"])
 def test_kernel_mix_gradcheck_and_gradgradcheck(warping, device):
-    x, perm, lam = (t.to(device) for t in batch((5, 2, 3), torch.float64, seed=4))
+    x, perm, lam = batch((5, 2, 3), torch.float64, seed=4, device=device)
     feats = x.clone()  # fixed: gradcheck perturbs x in place
     x.requires_grad_()
 
@@ -265,8 +263,9 @@ def test_kernel_mix_gradcheck_and_gradgradcheck(warping, device):
     assert torch.autograd.gradgradcheck(mix, (x,))
 
 
-def test_interpolate_gradgradcheck():
-    x, perm, lam = batch((4, 6), torch.float64, seed=5)
+@pytest.mark.parametrize("device", DEVICES)
+def test_interpolate_gradgradcheck(device):
+    x, perm, lam = batch((4, 6), torch.float64, seed=5, device=device)
     lam[0], lam[1] = 1.0, 0.0
     x.requires_grad_()
     assert torch.autograd.gradcheck(lambda x: F.interpolate(x, perm, lam), (x,))
