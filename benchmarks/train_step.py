@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 import kmixup
 from benchmarks.throughput import RESULTS, device_name, vanilla
+from kmixup.experiments.methods import soft_cross_entropy
 
 
 class Block(nn.Module):
@@ -57,10 +58,6 @@ class SmallResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(x))
-
-
-def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return torch.sum(-target * torch.log_softmax(logits, dim=1), dim=1).mean()
 
 
 def make_steps(model: nn.Module, num_classes: int) -> dict:

@@ -57,6 +57,7 @@ __all__ = [
     "grid_configs",
     "make_loss",
     "methods_for",
+    "soft_cross_entropy",
 ]
 
 WARPINGS = ["beta_cdf", "inverse_beta_cdf"]
@@ -139,7 +140,8 @@ def cmixup_partners(
     return torch.multinomial(w, 1, generator=generator).squeeze(1)
 
 
-def _soft_ce(logits: Tensor, target: Tensor) -> Tensor:
+def soft_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
+    """Cross-entropy against soft (mixed) targets, averaged over the batch."""
     return torch.sum(-target * torch.log_softmax(logits, dim=-1), dim=-1).mean()
 
 
@@ -165,14 +167,7 @@ def make_loss(
             mode = "batch" if key == "regmixup" else "elem"
             mixer = kmixup.Mixup(nc, alpha=hp["alpha"], mode=mode, generator=generator)
         elif key in ("sk_input", "sk_embedding"):
-            mixer = kmixup.KernelMixup(
-                nc,
-                alpha=hp["alpha"],
-                tau_max=hp["tau_max"],
-                tau_std=hp["tau_std"],
-                warping=hp["warping"],
-                generator=generator,
-            )
+            mixer = kmixup.KernelMixup(nc, **hp, generator=generator)  # hp: KernelMixup's args
         else:
             raise ValueError(f"unknown classification method {key!r}")
 
@@ -185,8 +180,9 @@ def make_loss(
             x_mix, y_mix = mixer(x, y, feats=feats)
             if key == "regmixup":  # one forward pass for the clean and the mixed batch
                 logits = model(torch.cat([x, x_mix]))
-                return F.cross_entropy(logits[: len(x)], y) + _soft_ce(logits[len(x) :], y_mix)
-            return _soft_ce(model(x_mix), y_mix)
+                clean, mixed = logits[: len(x)], logits[len(x) :]
+                return F.cross_entropy(clean, y) + soft_cross_entropy(mixed, y_mix)
+            return soft_cross_entropy(model(x_mix), y_mix)
 
         return loss
 
@@ -207,10 +203,7 @@ def make_loss(
         mixer = kmixup.Mixup(alpha=hp["alpha"], generator=generator)
     elif key == "sk_label":
         mixer = kmixup.KernelMixup(
-            alpha=hp["alpha"],
-            tau_max=hp["tau_max"],
-            tau_std=hp["tau_std"],
-            warping=hp["warping"],
+            **hp,
             target_tau_max=hp["tau_max"],
             target_tau_std=hp["tau_std"],
             generator=generator,
