@@ -93,41 +93,34 @@ def _optional_methods(device: torch.device, num_classes: int) -> dict[str, Calla
 
 
 def methods_for(device: torch.device, num_classes: int, compile_pure: bool
-                ) -> dict[str, Callable]:
-    """name -> fn(x, y, perm, lam); perm and lam are drawn once, outside the timing."""
+                ) -> dict[str, tuple[Callable, int]]:
+    """name -> (fn(x, y, perm, lam), passes over the batch it must make at least); perm and
+    lam are drawn once, outside the timing. Interpolation reads both rows of a pair and
+    writes one (3 passes); SK Mixup first reads both rows again for the distance (5)."""
     sk = kmixup.KernelMixup(num_classes=num_classes)
     plain = kmixup.Mixup(num_classes=num_classes)
     methods = {
-        BASELINE: lambda x, y, perm, lam: vanilla(x, perm, lam),
-        "vanilla eager (per-batch lam)": lambda x, y, perm, lam: vanilla(x, perm, lam[:1]),
+        BASELINE: (lambda x, y, perm, lam: vanilla(x, perm, lam), 3),
+        "vanilla eager (per-batch lam)": (lambda x, y, perm, lam: vanilla(x, perm, lam[:1]), 3),
     }
     for warping in ("beta_cdf", "inverse_beta_cdf", "none"):
         methods[f"kmixup kernel_mix {warping}"] = (
             lambda x, y, perm, lam, w=warping: F.kernel_mix(x, perm, lam, warping=w,
-                                                            validate=False)
+                                                            validate=False),
+            3 if warping == "none" else 5,
         )
-    methods["kmixup KernelMixup (with targets)"] = lambda x, y, perm, lam: sk(x, y)
-    methods["kmixup Mixup (with targets)"] = lambda x, y, perm, lam: plain(x, y)
-    methods["authors' scipy path"] = lambda x, y, perm, lam: authors_scipy_path(x, perm, lam)
+    methods["kmixup KernelMixup (with targets)"] = (lambda x, y, perm, lam: sk(x, y), 5)
+    methods["kmixup Mixup (with targets)"] = (lambda x, y, perm, lam: plain(x, y), 3)
+    methods["authors' scipy path"] = (
+        lambda x, y, perm, lam: authors_scipy_path(x, perm, lam), 5
+    )
     if compile_pure:
         compiled_pure = torch.compile(pure_sk_mixup, dynamic=False)
         methods["pure-PyTorch SK Mixup, torch.compile"] = (
-            lambda x, y, perm, lam: compiled_pure(x, perm, lam)
+            lambda x, y, perm, lam: compiled_pure(x, perm, lam), 5
         )
-    methods.update(_optional_methods(device, num_classes))
+    methods.update({name: (fn, 3) for name, fn in _optional_methods(device, num_classes).items()})
     return methods
-
-
-SIMILARITY_METHODS = ("kmixup kernel_mix beta_cdf", "kmixup kernel_mix inverse_beta_cdf",
-                      "kmixup KernelMixup (with targets)", "authors' scipy path",
-                      "pure-PyTorch SK Mixup, torch.compile")
-
-
-def min_bytes(name: str, x: torch.Tensor) -> int:
-    """Bytes a method must move at least: interpolation reads both rows of a pair and writes
-    one (3 passes); SK Mixup first reads both rows again for the distance (5 passes)."""
-    passes = 5 if name in SIMILARITY_METHODS else 3
-    return passes * x.numel() * x.element_size()
 
 
 def time_call(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
@@ -195,7 +188,7 @@ def run(devices: list[str], shapes: list[str], dtypes: list[str], repeats: int,
         perm = torch.randperm(shape[0], generator=gen, device=device)
         lam = torch.rand(shape[0], generator=gen, device=device)
         results = {}
-        for name, method in methods_for(device, 10, compile_pure).items():
+        for name, (method, passes) in methods_for(device, 10, compile_pure).items():
             call = functools.partial(method, x, y, perm, lam)
             try:
                 seconds = time_call(call, device, repeats)
@@ -203,11 +196,11 @@ def run(devices: list[str], shapes: list[str], dtypes: list[str], repeats: int,
             except Exception as err:  # e.g. a library that rejects this dtype
                 tqdm.write(f"skipped {name} on {shape_name} {dtype_name}: {err}")
                 continue
-            results[name] = (seconds, syncs)
+            results[name] = (seconds, syncs, passes * x.numel() * x.element_size())
         base = results[BASELINE][0]
         peak = peak_gbps(device, peak_override)
-        for name, (seconds, syncs) in results.items():
-            gbps = min_bytes(name, x) / seconds / 1e9
+        for name, (seconds, syncs, min_bytes) in results.items():
+            gbps = min_bytes / seconds / 1e9
             rows.append({
                 "device": device_name(device), "device_type": device.type, "shape": shape_name,
                 "dtype": dtype_name, "method": name, "median_ms": seconds * 1e3,
