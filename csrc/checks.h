@@ -94,6 +94,12 @@ inline at::Tensor row_dense(const at::Tensor& x) {
   return x.contiguous(row_memory_format(x));
 }
 
+// The dtype of distances and coefficients: float32 for float/half/bfloat16 data, float64
+// for double.
+inline at::ScalarType acc_dtype(const at::Tensor& t) {
+  return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
 inline int64_t row_length(const at::Tensor& x) {
   return x.size(0) == 0 ? 0 : x.numel() / x.size(0);
 }

@@ -12,20 +12,12 @@ from helpers import gen
 from scipy import special as sp
 
 import kmixup
+from kmixup import _ops
 from kmixup import functional as F
 
-
-def _cuda_kernels_registered() -> bool:
-    if not torch.cuda.is_available():
-        return False
-    try:
-        return torch._C._dispatch_has_kernel_for_dispatch_key("kmixup::kernel_mix", "CUDA")
-    except RuntimeError:  # the op is not even declared
-        return False
-
-
 pytestmark = pytest.mark.skipif(
-    not _cuda_kernels_registered(), reason="needs a CUDA device and kmixup's CUDA kernels"
+    not (torch.cuda.is_available() and _ops.has_compiled_kernel("cuda")),
+    reason="needs a CUDA device and kmixup's CUDA kernels",
 )
 
 ops = torch.ops.kmixup

@@ -31,7 +31,7 @@ std::vector<double> sq_dists(const at::Tensor& f, const at::Tensor& perm) {
 
 at::Tensor pair_sq_dist_cpu(const at::Tensor& f, const at::Tensor& perm) {
   check_batch_and_perm(f, "f", perm);
-  const auto dtype = f.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const auto dtype = acc_dtype(f);
   const auto dist = sq_dists(row_dense(f), perm.contiguous());
   at::Tensor out = at::empty({f.size(0)}, f.options().dtype(dtype));
   AT_DISPATCH_FLOATING_TYPES(dtype, "kmixup_pair_sq_dist", [&] {
@@ -65,7 +65,7 @@ std::tuple<at::Tensor, at::Tensor> kernel_mix_cpu(const at::Tensor& x, const at:
     }
     mean = finite > 0 ? mean / finite : 0.0;
   }
-  const auto coeff_dtype = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const auto coeff_dtype = acc_dtype(x);
   at::Tensor coeff = at::empty({batch}, x.options().dtype(coeff_dtype));
   AT_DISPATCH_FLOATING_TYPES(coeff_dtype, "kmixup_coefficients", [&] {
     scalar_t* out = coeff.data_ptr<scalar_t>();

@@ -38,11 +38,6 @@ DType dtype_of(const at::Tensor& t, const char* name) {
   }
 }
 
-// float32 results for float/half/bfloat16 data, float64 for double.
-at::ScalarType acc_dtype(const at::Tensor& t) {
-  return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-}
-
 Coefficients coefficients_of(const at::Tensor& c) {
   return {c.const_data_ptr(), c.scalar_type() == at::kDouble, c.stride(0)};
 }
