@@ -85,14 +85,18 @@ def has_compiled_kernel(device_type: str) -> bool:
 # ----------------------------------------------------------------------------- fake
 
 
-@torch.library.register_fake("kmixup::betainc")
-def _(a, b, x):
-    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+def _elementwise_fake(a, b, t):
+    return torch.empty(t.shape, dtype=t.dtype, device=t.device)
 
 
-@torch.library.register_fake("kmixup::betaincinv")
-def _(a, b, y):
-    return torch.empty(y.shape, dtype=y.dtype, device=y.device)
+def _rows_fake(x, perm, coeff):
+    return K.empty_like_rows(x)
+
+
+for _name in ("betainc", "betaincinv"):
+    torch.library.register_fake(f"kmixup::{_name}", _elementwise_fake)
+for _name in ("interpolate", "interpolate_backward"):
+    torch.library.register_fake(f"kmixup::{_name}", _rows_fake)
 
 
 @torch.library.register_fake("kmixup::pair_sq_dist")
@@ -103,16 +107,6 @@ def _(f, perm):
 @torch.library.register_fake("kmixup::kernel_mix")
 def _(x, perm, lam, feats, tau_max, tau_std, warping):
     return K.empty_like_rows(x), x.new_empty((x.shape[0],), dtype=K.float_dtype(x.dtype))
-
-
-@torch.library.register_fake("kmixup::interpolate")
-def _(x, perm, coeff):
-    return K.empty_like_rows(x)
-
-
-@torch.library.register_fake("kmixup::interpolate_backward")
-def _(grad, perm, coeff):
-    return K.empty_like_rows(grad)
 
 
 # ----------------------------------------------------------------------------- autograd
