@@ -34,12 +34,26 @@ def empty_like_rows(x: Tensor) -> Tensor:
     return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=memory_format(x))
 
 
-def tau64(sq_dist: Tensor, tau_max: float, tau_std: float) -> Tensor:
-    """Steps 2-3: batch-normalised distance to similarity, float64; non-finite d -> 0."""
+def finite_sum_count(sq_dist: Tensor) -> Tensor:
+    """``[sum, count]`` (float64) of the finite distances: the statistics behind the batch
+    mean, summed as they are over the ranks of a distributed batch."""
+    d = sq_dist.double()
+    finite = torch.isfinite(d)
+    return torch.stack([torch.where(finite, d, 0.0).sum(), finite.sum().double()])
+
+
+def tau64(
+    sq_dist: Tensor, tau_max: float, tau_std: float, sum_count: Tensor | None = None
+) -> Tensor:
+    """Steps 2-3: batch-normalised distance to similarity, float64; non-finite d -> 0.
+
+    The mean is over the finite entries of ``sq_dist``, or ``sum / count`` of the given
+    ``sum_count`` (see :func:`finite_sum_count`)."""
     d = sq_dist.double()
     finite = torch.isfinite(d)
     d_fin = torch.where(finite, d, 0.0)
-    mean = d_fin.sum() / finite.sum().clamp(min=1)
+    total, count = finite_sum_count(d) if sum_count is None else sum_count.double()
+    mean = total / count.clamp(min=1)
     positive = mean > 0
     dn = torch.where(positive, d_fin / torch.where(positive, mean, 1.0), 0.0)
     dn = torch.where(finite, dn, torch.inf)
@@ -72,15 +86,25 @@ def kernel_mix(
     warping: str,
 ) -> tuple[Tensor, Tensor]:
     dtype = float_dtype(x.dtype)
-    lam64 = lam.double()
     if warping == "none":
-        coeff = lam64.to(dtype, copy=True)
+        coeff = lam.to(dtype, copy=True)
     else:
-        d = pair_sq_dist(feats, perm)
-        k = warp64(lam64, tau64(d, tau_max, tau_std), warping)
-        # A pair with NaN/inf features has no meaningful similarity: leave it unmixed.
-        coeff = torch.where(torch.isfinite(d), k, 1.0).to(dtype)
+        coeff = pair_coefficients(pair_sq_dist(feats, perm), lam, tau_max, tau_std, warping)
+        coeff = coeff.to(dtype)
     return interpolate(x, perm, coeff), coeff
+
+
+def pair_coefficients(
+    sq_dist: Tensor, lam: Tensor, tau_max: float, tau_std: float, warping: str,
+    sum_count: Tensor | None = None, betainc=special.betainc_torch,
+    betaincinv=special.betaincinv_torch,
+) -> Tensor:
+    """Steps 2-4 in float64 for a warping other than ``"none"``; ``sum_count`` and the
+    special functions as in :func:`tau64` and :func:`warp64`."""
+    tau = tau64(sq_dist, tau_max, tau_std, sum_count)
+    k = warp64(lam, tau, warping, betainc, betaincinv)
+    # A pair with NaN/inf features has no meaningful similarity: leave it unmixed.
+    return torch.where(torch.isfinite(sq_dist), k, 1.0)
 
 
 def _mix(a: Tensor, wa: Tensor, b: Tensor, wb: Tensor, like: Tensor) -> Tensor:

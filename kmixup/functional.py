@@ -18,6 +18,7 @@ path never synchronises an accelerator by default.
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 from . import _checks as C
@@ -179,6 +180,7 @@ def kernel_mix(
     tau_std: float = 0.25,
     warping: str = "beta_cdf",
     validate: bool | None = None,
+    process_group: dist.ProcessGroup | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Similarity Kernel Mixup of a batch (DESIGN.md steps 1-5).
 
@@ -206,6 +208,12 @@ def kernel_mix(
             ``lam`` in [0, 1]). ``None``: only for CPU tensors and not while
             ``torch.compile`` traces, so accelerators never sync. Shape, dtype and
             device checks always run.
+        process_group: For data-parallel training: normalise the distances by their
+            mean over the whole global batch, i.e. over every rank of this
+            ``torch.distributed`` process group (e.g. ``dist.group.WORLD``), instead of
+            the local batch. Costs one ``all_reduce`` of a float64 ``[sum, count]`` pair
+            on ``x``'s device (asynchronous on a GPU: no host sync); every rank of the
+            group must call it. Pairing stays local. Ignored for ``warping="none"``.
 
     Returns:
         ``(mixed, coeff)``: ``mixed`` has ``x``'s shape, dtype and memory format;
@@ -237,9 +245,18 @@ def kernel_mix(
     if C.should_validate(validate, x):
         C.check_perm_values(perm)
         C.check_unit_interval_values(lam, "lam")
+    perm, lam, feats = perm.long(), _per_sample(lam, batch), feats.detach()
+    if process_group is not None and warping != "none":
+        sq_dist = torch.ops.kmixup.pair_sq_dist(feats, perm)
+        sum_count = K.finite_sum_count(sq_dist)
+        dist.all_reduce(sum_count, group=process_group)
+        coeff = K.pair_coefficients(
+            sq_dist, lam, tau_max, tau_std, warping, sum_count, special.betainc,
+            special.betaincinv,
+        ).to(K.float_dtype(x.dtype))
+        return torch.ops.kmixup.interpolate(x, perm, coeff), coeff
     return torch.ops.kmixup.kernel_mix(
-        x, perm.long(), _per_sample(lam, batch), feats.detach(), float(tau_max), float(tau_std),
-        warping,
+        x, perm, lam, feats, float(tau_max), float(tau_std), warping
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 from . import _checks as C
@@ -40,8 +41,14 @@ class KernelMixup:
       ``target_tau_std`` (default ``tau_std``); otherwise the input coefficients are used.
 
     After each call, ``last_perm``, ``last_lam``, ``last_coeff`` (input coefficients) and
-    ``last_target_coeff`` hold what was drawn and used, so other tensors (e.g. hidden
-    states) can be mixed the same way with :func:`kmixup.functional.interpolate`.
+    ``last_target_coeff`` hold what was drawn and used, so other tensors can be mixed the
+    same way with :func:`kmixup.functional.interpolate`. To mix inside a network instead
+    of at its input, see :class:`kmixup.HiddenMixup`.
+
+    Data-parallel training: with ``global_mean=True`` and ``torch.distributed``
+    initialised, the distances are normalised by their mean over the global batch (all
+    ranks of ``process_group``, default the world) rather than the local one, at the
+    cost of one all-reduce of two numbers; pairing stays within each rank's batch.
 
     Args:
         num_classes: Number of classes, for class-index or soft-label targets.
@@ -54,6 +61,14 @@ class KernelMixup:
         target_tau_max: Regression only: amplitude of the label-space kernel, > 0.
         target_tau_std: Regression only: width of the label-space kernel, > 0.
         generator: Optional ``torch.Generator`` on the inputs' device.
+        dominant_anchor: Draw ``lam`` as ``max(lam, 1 - lam)`` (as MixMatch does), so
+            that sample ``i`` always has weight >= 0.5 in mixed row ``i`` (both warps
+            keep 0.5 fixed). Over random pairings the mixed points have the same
+            distribution; what it buys is that row ``i``'s embedding stands for sample
+            ``i``, which :class:`kmixup.FeatureBank` relies on.
+        global_mean: Normalise distances by the global-batch mean under
+            ``torch.distributed`` (see above); the local mean when it is not initialised.
+        process_group: The group for ``global_mean`` (default: the world).
 
     Raises:
         ValueError: an invalid argument (named in the message).
@@ -71,6 +86,9 @@ class KernelMixup:
         target_tau_max: float | None = None,
         target_tau_std: float | None = None,
         generator: torch.Generator | None = None,
+        dominant_anchor: bool = False,
+        global_mean: bool = False,
+        process_group: dist.ProcessGroup | None = None,
     ) -> None:
         if num_classes is not None:
             C.check_num_classes(num_classes)
@@ -99,6 +117,9 @@ class KernelMixup:
         self.target_tau_max = target_tau_max
         self.target_tau_std = target_tau_std if target_tau_std is not None else tau_std
         self.generator = generator
+        self.dominant_anchor = bool(dominant_anchor)
+        self.global_mean = bool(global_mean)
+        self.process_group = process_group
         self.last_perm: Tensor | None = None
         self.last_lam: Tensor | None = None
         self.last_coeff: Tensor | None = None
@@ -127,7 +148,60 @@ class KernelMixup:
         n = batch if self.mode == "elem" else 1
         concentration = torch.full((n, 2), self.alpha, dtype=torch.float64, device=device)
         lam = torch._sample_dirichlet(concentration, generator=gen)[:, 0]
+        if self.dominant_anchor:
+            lam = torch.maximum(lam, 1.0 - lam)
         return perm, (lam if self.mode == "elem" else lam[0])
+
+    def _group(self) -> dist.ProcessGroup | None:
+        if self.global_mean and dist.is_available() and dist.is_initialized():
+            return self.process_group or dist.group.WORLD
+        return None
+
+    def mix(
+        self, x: Tensor, perm: Tensor, lam: Tensor, feats: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """:func:`kmixup.functional.kernel_mix` with this mixer's settings, for a draw
+        from :meth:`sample`. Returns ``(mixed_x, coeff)``."""
+        return kernel_mix(
+            x,
+            perm,
+            lam,
+            feats=feats,
+            tau_max=self.tau_max,
+            tau_std=self.tau_std,
+            warping=self.warping,
+            validate=False,  # perm and lam from sample() are valid by construction
+            process_group=self._group(),
+        )
+
+    def mix_target(
+        self, target: Tensor, perm: Tensor, lam: Tensor, coeff: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Mix targets for a draw whose input coefficients are ``coeff`` (see the class
+        docstring for the target kinds). Returns ``(mixed_target, target_coeff)``."""
+        C.check_tensor(target, "target")
+        if target.dim() == 0 or target.shape[0] != perm.shape[0]:
+            raise ValueError(f"target must have batch size {perm.shape[0]}")
+        C.check_same_device(target, "target", perm, "the inputs")
+        regression = target.dtype.is_floating_point and self.num_classes is None
+        if regression and self.target_tau_max is not None:
+            return kernel_mix(
+                target,
+                perm,
+                lam,
+                tau_max=self.target_tau_max,
+                tau_std=self.target_tau_std,
+                warping=self.warping,
+                validate=False,
+                process_group=self._group(),
+            )
+        mixed = mix_targets(target, perm, coeff, self.num_classes, self.label_smoothing)
+        return mixed, coeff
+
+    def record(self, perm: Tensor, lam: Tensor, coeff: Tensor, target_coeff: Tensor) -> None:
+        """Keep a draw and its coefficients in ``last_*``."""
+        self.last_perm, self.last_lam = perm, lam
+        self.last_coeff, self.last_target_coeff = coeff, target_coeff
 
     def __call__(
         self, x: Tensor, target: Tensor, feats: Tensor | None = None
@@ -144,39 +218,10 @@ class KernelMixup:
         """
         C.check_floating(x, "x")
         C.check_batched(x, "x", min_batch=2)
-        C.check_tensor(target, "target")
-        if target.dim() == 0 or target.shape[0] != x.shape[0]:
-            raise ValueError(f"target must have batch size {x.shape[0]}")
-        C.check_same_device(target, "target", x, "x")
         perm, lam = self.sample(x.shape[0], x.device)
-        mixed, coeff = kernel_mix(
-            x,
-            perm,
-            lam,
-            feats=feats,
-            tau_max=self.tau_max,
-            tau_std=self.tau_std,
-            warping=self.warping,
-            validate=False,  # perm and lam are valid by construction
-        )
-        target_coeff = coeff
-        regression = target.dtype.is_floating_point and self.num_classes is None
-        if regression and self.target_tau_max is not None:
-            mixed_target, target_coeff = kernel_mix(
-                target,
-                perm,
-                lam,
-                tau_max=self.target_tau_max,
-                tau_std=self.target_tau_std,
-                warping=self.warping,
-                validate=False,
-            )
-        else:
-            mixed_target = mix_targets(
-                target, perm, coeff, self.num_classes, self.label_smoothing
-            )
-        self.last_perm, self.last_lam = perm, lam
-        self.last_coeff, self.last_target_coeff = coeff, target_coeff
+        mixed, coeff = self.mix(x, perm, lam, feats)
+        mixed_target, target_coeff = self.mix_target(target, perm, lam, coeff)
+        self.record(perm, lam, coeff, target_coeff)
         return mixed, mixed_target
 
 

@@ -39,21 +39,27 @@ def sq_dist(f: np.ndarray, perm: np.ndarray) -> np.ndarray:
         return ((f - f[perm]) ** 2).sum(axis=1)
 
 
-def tau(d: np.ndarray, tau_max: float, tau_std: float) -> np.ndarray:
+def finite_mean(d: np.ndarray) -> float:
     finite = np.isfinite(d)
-    mean = d[finite].mean() if finite.any() else 0.0
+    return d[finite].mean() if finite.any() else 0.0
+
+
+def tau(d: np.ndarray, tau_max: float, tau_std: float, mean: float | None = None) -> np.ndarray:
+    """``mean``: the normaliser, default the finite mean of ``d`` (the batch mean)."""
+    finite = np.isfinite(d)
+    mean = finite_mean(d) if mean is None else mean
     dn = np.full(d.shape, np.inf)
     dn[finite] = d[finite] / mean if mean > 0 else 0.0
     with np.errstate(over="ignore"):
         return tau_max * np.exp(-(dn - 1.0) / (2.0 * tau_std**2))
 
 
-def coefficients(f, perm, lam, tau_max=1.0, tau_std=0.25, warping="beta_cdf"):
+def coefficients(f, perm, lam, tau_max=1.0, tau_std=0.25, warping="beta_cdf", mean=None):
     lam = np.broadcast_to(np.asarray(lam, float), (len(perm),))
     if warping == "none":
         return lam.copy()
     d = sq_dist(f, perm)
-    t = tau(d, tau_max, tau_std)
+    t = tau(d, tau_max, tau_std, mean)
     with np.errstate(divide="ignore"):
         if warping == "beta_cdf":
             k = beta_cdf_sym(1.0 / t, lam)
