@@ -5,11 +5,24 @@ from __future__ import annotations
 import torch
 
 from . import _ops, functional, special
+from .bank import FeatureBank
+from .collate import MixupCollate
+from .hidden import HiddenMixup
 from .transforms import KernelMixup, Mixup
 
 __version__ = "0.1.0"
 
-__all__ = ["special", "functional", "KernelMixup", "Mixup", "backend_info", "__version__"]
+__all__ = [
+    "special",
+    "functional",
+    "KernelMixup",
+    "Mixup",
+    "HiddenMixup",
+    "FeatureBank",
+    "MixupCollate",
+    "backend_info",
+    "__version__",
+]
 
 
 def backend_info() -> dict[str, str]:

@@ -357,6 +357,34 @@ def test_public_api_never_synchronises_the_host():
     torch.cuda.synchronize()
 
 
+def test_training_loop_integration_never_synchronises_the_host():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+        torch.nn.Linear(8 * 8 * 8, 10),
+    ).to(CUDA, memory_format=torch.channels_last)
+    x = torch.randn(16, 3, 8, 8, device=CUDA).to(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (16,), device=CUDA)
+    index = torch.randperm(32)[:16]  # dataset indices stay on the host, as a DataLoader yields
+    bank = kmixup.FeatureBank(32, 10, device=CUDA, dtype=torch.bfloat16)
+    bank.update(index, torch.randn(16, 10, device=CUDA))
+    mixer = kmixup.KernelMixup(num_classes=10, dominant_anchor=True)
+    hidden = kmixup.HiddenMixup(model, "1", mixer)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out, mixed_y = hidden(x, y)
+            x_mix, _ = mixer(x, y, feats=bank.lookup(index))
+            bank.update(index, model(x_mix))
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    torch.cuda.synchronize()
+    assert out.dtype == torch.bfloat16 and mixed_y.dtype == torch.float32
+    assert mixer.last_coeff.dtype == torch.float32 and (mixer.last_coeff >= 0.5).all()
+    assert x_mix.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_python_float_lam_never_synchronises_the_host():
     x, perm, _ = batch((16, 3, 8, 8), seed=9)
     torch.cuda.synchronize()

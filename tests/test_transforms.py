@@ -164,6 +164,21 @@ def test_half_precision_inputs():
     assert mixed.dtype == torch.bfloat16 and target.dtype == torch.float32
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_autocast_keeps_input_dtype_and_layout_with_float32_coefficients(dtype):
+    x = torch.randn(6, 3, 4, 4, generator=gen(26)).to(dtype, memory_format=torch.channels_last)
+    y = torch.randint(5, (6,), generator=gen(27))
+    mixer = KernelMixup(num_classes=5, generator=gen(28))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed, target = mixer(x, y)
+    assert mixed.dtype == dtype and mixed.is_contiguous(memory_format=torch.channels_last)
+    assert mixer.last_coeff.dtype == torch.float32 and target.dtype == torch.float32
+    expected = oracle.kernel_mix(x.double().numpy(), mixer.last_perm.numpy(),
+                                 mixer.last_lam.numpy())[0]
+    tol = 1e-6 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(mixed.double(), torch.from_numpy(expected), rtol=tol, atol=tol)
+
+
 @pytest.mark.parametrize(
     "kwargs, err, name",
     [
@@ -218,3 +233,6 @@ def test_repr():
 def test_package_surface():
     assert kmixup.__version__ == "0.1.0"
     assert kmixup.functional is F and hasattr(kmixup.special, "betainc")
+    for name in kmixup.__all__:
+        assert hasattr(kmixup, name), name
+    assert {"HiddenMixup", "FeatureBank", "MixupCollate"} <= set(kmixup.__all__)
