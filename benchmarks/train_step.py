@@ -5,8 +5,10 @@
 
 A small ResNet (written here, no torchvision) on CIFAR-shaped random data; the median
 step time (forward, backward, SGD update) with no mixup, vanilla eager mixup, SK Mixup
-with input-space distances, and SK Mixup with embedding distances from an extra no-grad
-forward (what the authors do). Results: JSON, markdown and a PNG in benchmarks/results/.
+with input-space distances, SK Mixup with embedding distances from an extra no-grad
+forward (what the authors do) or from a ``kmixup.FeatureBank`` filled by the training
+forward (no extra forward), and SK Mixup at a hidden layer (``kmixup.HiddenMixup``).
+Results: JSON, markdown and a PNG in benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -64,11 +66,17 @@ def make_steps(model: nn.Module, num_classes: int) -> dict:
     """method -> fn(x, y) doing one optimisation step."""
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     sk = kmixup.KernelMixup(num_classes=num_classes)
+    sk_anchored = kmixup.KernelMixup(num_classes=num_classes, dominant_anchor=True)
+    hidden = kmixup.HiddenMixup(model, "stages.1", kmixup.KernelMixup(num_classes=num_classes))
+    bank = None  # sized on the first call; the same batch is every step, so index = arange
+
+    def optimise(loss):
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
 
     def update(x, target):
-        opt.zero_grad(set_to_none=True)
-        soft_cross_entropy(model(x), target).backward()
-        opt.step()
+        optimise(soft_cross_entropy(model(x), target))
 
     def no_mixup(x, y):
         update(x, torch.nn.functional.one_hot(y, num_classes).float())
@@ -87,9 +95,24 @@ def make_steps(model: nn.Module, num_classes: int) -> dict:
             feats = model.embed(x)
         update(*sk(x, y, feats=feats))
 
+    def sk_bank(x, y):
+        nonlocal bank
+        index = torch.arange(x.shape[0])
+        if bank is None:
+            bank = kmixup.FeatureBank(x.shape[0], model.head.in_features, device=x.device)
+        x_mix, y_mix = sk_anchored(x, y, feats=bank.lookup(index))
+        emb = model.embed(x_mix)
+        bank.update(index, emb)
+        optimise(soft_cross_entropy(model.head(emb), y_mix))
+
+    def sk_hidden(x, y):
+        optimise(soft_cross_entropy(*hidden(x, y)))
+
     return {"no mixup": no_mixup, "vanilla eager mixup": vanilla_mixup,
             "SK Mixup, input distances": sk_input,
-            "SK Mixup, embedding distances (extra forward)": sk_embedding}
+            "SK Mixup, embedding distances (extra forward)": sk_embedding,
+            "SK Mixup, embedding distances (FeatureBank)": sk_bank,
+            "SK Mixup, hidden layer (HiddenMixup)": sk_hidden}
 
 
 def run(device: torch.device, batch: int, steps: int) -> list[dict]:

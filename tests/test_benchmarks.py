@@ -23,5 +23,5 @@ def test_train_step_benchmark_reports_every_method(tmp_path):
     train_step.main(["--quick", "--batch", "8", "--devices", "cpu", "--out", str(tmp_path)])
     result = json.loads((tmp_path / "train_step_cpu_quick.json").read_text())
     assert [r["method"] for r in result["rows"]][0] == "no mixup"
-    assert len(result["rows"]) == 4 and all(r["median_ms"] > 0 for r in result["rows"])
+    assert len(result["rows"]) == 6 and all(r["median_ms"] > 0 for r in result["rows"])
     assert (tmp_path / "train_step_cpu_quick.png").stat().st_size > 0

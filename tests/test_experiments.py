@@ -64,10 +64,13 @@ def test_one_row_per_method(tiny):
     md = (out / "results.md").read_text()
     for name, d in report["datasets"].items():
         registry = CLASSIFICATION_METHODS if d["task"] == "classification" else REGRESSION_METHODS
-        assert list(d["methods"]) == list(registry), name
-        for spec in registry.values():
-            assert md.count(f"| {spec.label} |") >= 1
-    assert md.count("| ERM |") == 3
+        defaults = [k for k, spec in registry.items() if spec.default]
+        assert list(d["methods"]) == defaults, name
+        for key in defaults:
+            assert md.count(f"| {registry[key].label} |") >= 1
+            assert d["methods"][key]["ms_per_step"] > 0
+    assert md.count("| ERM |") == 3 and md.count("ms/step") == 3
+    assert "sk_bank" not in report["datasets"]["digits"]["methods"]
 
 
 def test_metrics_in_range(tiny):
@@ -124,6 +127,29 @@ def test_npz_data(tmp_path):
         load_dataset(str(tmp_path / "bad.npz"))
     with pytest.raises(ValueError, match="unknown data set"):
         load_dataset("mnist")
+
+
+def test_bank_and_hidden_methods_run_and_the_bank_serves_from_epoch_two(monkeypatch):
+    import kmixup
+
+    served = []
+
+    class RecordingBank(kmixup.FeatureBank):
+        def lookup(self, index):
+            feats = super().lookup(index)
+            served.append(feats is not None)
+            return feats
+
+    monkeypatch.setattr(kmixup, "FeatureBank", RecordingBank)
+    ds = load_dataset("moons")
+    recipe = run.RECIPES["moons"]
+    res = run.run_dataset(ds, ["sk_bank", "sk_hidden"], (0,), 2, recipe, tune=False,
+                          progress=False)
+    for key in ("sk_bank", "sk_hidden"):
+        assert all(math.isfinite(v) for v in res[key]["runs"][0].values()), key
+        assert res[key]["runs"][0]["acc"] > 0.5
+    half = len(served) // 2  # two epochs of equally many steps
+    assert half > 0 and not any(served[:half]) and all(served[half:])
 
 
 # --------------------------------------------------------------------------- selection

@@ -9,6 +9,15 @@ Classification (soft-label cross-entropy on mixed batches):
 * ``sk_input``: :class:`kmixup.KernelMixup`, similarity measured on the inputs.
 * ``sk_embedding``: :class:`kmixup.KernelMixup`, similarity measured on the model's
   penultimate-layer embeddings from an extra no-grad forward pass (as the authors do).
+* ``sk_bank``: as ``sk_embedding`` but without the extra forward: the embeddings come
+  from a :class:`kmixup.FeatureBank` filled by the training forward itself (stale by up
+  to an epoch, of the mixed row each sample anchored; ``dominant_anchor=True``); input
+  similarity during the first epoch.
+* ``sk_hidden``: :class:`kmixup.HiddenMixup` at the embedding layer: the embeddings of
+  the clean batch are mixed (manifold mixup), similarity measured on them.
+
+``sk_bank`` and ``sk_hidden`` are not in the default set (``MethodSpec.default``): they
+answer a cost question rather than being baselines; select them with ``--methods``.
 
 Regression (Gaussian NLL of a (mean, variance) head on standardised targets):
 
@@ -72,6 +81,7 @@ class MethodSpec:
     label: str
     defaults: dict = field(default_factory=dict)
     grid: dict = field(default_factory=dict)  # name -> values; the search is their product
+    default: bool = True  # run when --methods is not given
 
 
 _SK_CLS = {"alpha": 1.0, "tau_max": 1.0, "tau_std": 0.25, "warping": "beta_cdf"}
@@ -89,6 +99,8 @@ CLASSIFICATION_METHODS = {
         MethodSpec("regmixup", "RegMixup", {"alpha": 10.0}, {"alpha": [5.0, 10.0, 20.0, 40.0]}),
         MethodSpec("sk_input", "SK Mixup (input)", _SK_CLS, _SK_CLS_GRID),
         MethodSpec("sk_embedding", "SK Mixup (embedding)", _SK_CLS, _SK_CLS_GRID),
+        MethodSpec("sk_bank", "SK Mixup (embedding bank)", _SK_CLS, _SK_CLS_GRID, False),
+        MethodSpec("sk_hidden", "SK Mixup (hidden layer)", _SK_CLS, _SK_CLS_GRID, False),
     ]
 }
 
@@ -166,10 +178,27 @@ def make_loss(
         if key in ("mixup", "regmixup"):
             mode = "batch" if key == "regmixup" else "elem"
             mixer = kmixup.Mixup(nc, alpha=hp["alpha"], mode=mode, generator=generator)
-        elif key in ("sk_input", "sk_embedding"):
-            mixer = kmixup.KernelMixup(nc, **hp, generator=generator)  # hp: KernelMixup's args
+        elif key in ("sk_input", "sk_embedding", "sk_bank", "sk_hidden"):
+            # hp: KernelMixup's args
+            mixer = kmixup.KernelMixup(
+                nc, **hp, generator=generator, dominant_anchor=key == "sk_bank"
+            )
         else:
             raise ValueError(f"unknown classification method {key!r}")
+
+        if key == "sk_hidden":
+            hidden = kmixup.HiddenMixup(model, "body", mixer)
+            return lambda idx: soft_cross_entropy(*hidden(x_all[idx], y_all[idx]))
+        if key == "sk_bank":
+            bank = kmixup.FeatureBank(len(y_all), model.head.in_features)
+
+            def bank_loss(idx: Tensor) -> Tensor:
+                x_mix, y_mix = mixer(x_all[idx], y_all[idx], feats=bank.lookup(idx))
+                emb = model.features(x_mix)
+                bank.update(idx, emb)
+                return soft_cross_entropy(model.head(emb), y_mix)
+
+            return bank_loss
 
         def loss(idx: Tensor) -> Tensor:
             x, y = x_all[idx], y_all[idx]

@@ -67,11 +67,14 @@ def train(
     epochs: int,
     recipe: Recipe,
     on_epoch: Callable[[], None] | None = None,
-) -> MLP:
+) -> tuple[MLP, float]:
     """Train an MLP on ``ds.train`` with method ``spec`` and hyperparameters ``hp``.
 
     ``seed`` fixes the initialisation, the batch order and every mixing draw. AdamW with a
     cosine learning-rate decay to 0; the final model is kept (no early stopping).
+
+    Returns:
+        The model and the mean wall time of a training step in milliseconds.
     """
     torch.manual_seed(seed)
     out_dim = ds.num_classes if ds.task == "classification" else 2
@@ -83,17 +86,20 @@ def train(
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * n_batches)
     model.train()
+    step_seconds = 0.0
     for _ in range(epochs):
         # Near-equal batches (tensor_split) rather than a tiny last one.
         for idx in torch.randperm(n, generator=gen).tensor_split(n_batches):
+            t0 = time.perf_counter()
             opt.zero_grad(set_to_none=True)
             loss_fn(idx).backward()
             opt.step()
             sched.step()
+            step_seconds += time.perf_counter() - t0
         if on_epoch is not None:
             on_epoch()
     model.eval()
-    return model
+    return model, 1e3 * step_seconds / (epochs * n_batches)
 
 
 @torch.no_grad()
@@ -163,9 +169,10 @@ def run_dataset(
 
     Returns:
         ``{method_key: {"label", "hparams", "search", "runs", "mean", "std", "preds",
-        "toy"}}``; ``runs`` holds one metrics dict per seed, ``preds`` the test
-        predictions per seed, ``toy`` the decision-boundary mesh of the first seed's model
-        (2-D toy sets only).
+        "toy", "ms_per_step"}}``; ``runs`` holds one metrics dict per seed, ``preds`` the
+        test predictions per seed, ``toy`` the decision-boundary mesh of the first seed's
+        model (2-D toy sets only), ``ms_per_step`` the mean training-step time over the
+        seeds' runs (kept out of ``runs``, which a rerun repeats exactly).
     """
     from tqdm.auto import tqdm
 
@@ -185,20 +192,21 @@ def run_dataset(
         search, best = [], None
         for hp in configs:
             bar.set_postfix_str(f"{spec.label} {hp if len(configs) > 1 else ''}".strip())
-            model = train(ds, spec, hp, seeds[0], epochs, recipe, lambda: bar.update(1))
+            model, ms = train(ds, spec, hp, seeds[0], epochs, recipe, lambda: bar.update(1))
             met, preds = evaluate(model, ds)
             search.append({"hparams": hp, "val_nll": met["val_nll"]})
             if best is None or met["val_nll"] < best[1]["val_nll"]:
-                best = (hp, met, preds, model)
-        hp, met, preds, model = best
-        runs, all_preds = [{"seed": seeds[0], **met}], [preds]
+                best = (hp, met, preds, model, ms)
+        hp, met, preds, model, ms = best
+        runs, all_preds, step_ms = [{"seed": seeds[0], **met}], [preds], [ms]
         toy = _toy_grid(model, ds) if ds.toy_2d else None
         for seed in seeds[1:]:
             bar.set_postfix_str(f"{spec.label} seed {seed}")
-            model = train(ds, spec, hp, seed, epochs, recipe, lambda: bar.update(1))
+            model, ms = train(ds, spec, hp, seed, epochs, recipe, lambda: bar.update(1))
             met, preds = evaluate(model, ds)
             runs.append({"seed": seed, **met})
             all_preds.append(preds)
+            step_ms.append(ms)
         names = [k for k in runs[0] if k != "seed"]
         table = np.array([[r[k] for k in names] for r in runs])
         std = table.std(0, ddof=1) if len(runs) > 1 else np.zeros(len(names))
@@ -211,6 +219,7 @@ def run_dataset(
             "std": dict(zip(names, std.tolist())),
             "preds": all_preds,
             "toy": toy,
+            "ms_per_step": float(np.mean(step_ms)),
         }
     bar.close()
     return results
@@ -249,11 +258,12 @@ def markdown_table(task: str, results: dict) -> str:
     """A markdown table, one row per method: mean ± std over seeds, and the settings."""
     cols = CLS_COLUMNS if task == "classification" else REG_COLUMNS
     lines = [
-        "| Method | " + " | ".join(c[1] for c in cols) + " | Hyperparameters |",
-        "|---" * (len(cols) + 2) + "|",
+        "| Method | " + " | ".join(c[1] for c in cols) + " | ms/step | Hyperparameters |",
+        "|---" * (len(cols) + 3) + "|",
     ]
     for r in results.values():
         cells = [f"{r['mean'][k] * s:.{d}f} ± {r['std'][k] * s:.{d}f}" for k, _, s, d in cols]
+        cells.append(f"{r['ms_per_step']:.2f}")
         lines.append(f"| {r['label']} | " + " | ".join(cells) + f" | {_fmt_hp(r['hparams'])} |")
     return "\n".join(lines)
 
@@ -343,8 +353,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument(
         "--methods",
-        help="comma-separated method keys to run (default: all); "
-        "classification: erm,mixup,regmixup,sk_input,sk_embedding; "
+        help="comma-separated method keys to run (default: all but sk_bank, sk_hidden); "
+        "classification: erm,mixup,regmixup,sk_input,sk_embedding,sk_bank,sk_hidden; "
         "regression: erm,mixup,c_mixup,sk_label",
     )
     ap.add_argument("--seeds", help="comma-separated seeds (default: 0,1,2 quick; 0-9 full)")
@@ -433,7 +443,7 @@ def main(argv: list[str] | None = None) -> dict:
         recipe = RECIPES.get(ds.name, NPZ_RECIPE)
         epochs = args.epochs or recipe.epochs[args.mode == "full"]
         registry = methods_for(ds.task)
-        keys = [k for k in registry if wanted is None or k in wanted]
+        keys = [k for k, spec in registry.items() if (k in wanted if wanted else spec.default)]
         if not keys:
             raise SystemExit(f"--methods selects none of {list(registry)} for {ds.name}")
         t0 = time.perf_counter()
@@ -481,7 +491,10 @@ def main(argv: list[str] | None = None) -> dict:
             "recipe": asdict(recipe),
             "seconds": seconds,
             "methods": {
-                k: {f: r[f] for f in ("label", "hparams", "mean", "std", "runs", "search")}
+                k: {
+                    f: r[f]
+                    for f in ("label", "hparams", "mean", "std", "runs", "search", "ms_per_step")
+                }
                 for k, r in res.items()
             },
         }
