@@ -9,7 +9,7 @@
 PYTHON     ?= python3
 VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-DEPS       := numpy scipy mpmath pytest hypothesis ruff matplotlib scikit-learn tqdm ninja torchmetrics
+DEPS       := numpy scipy mpmath pytest hypothesis ruff matplotlib scikit-learn tqdm ninja torchmetrics lightning
 
 PY          := $(VENV)/bin/python
 PIP         := $(PY) -m pip
