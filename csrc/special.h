@@ -390,6 +390,19 @@ KMIXUP_HD double betaincinv(double a, double b, double y) {
 
 enum Warping : int { kBetaCdf = 0, kInverseBetaCdf = 1, kNone = 2 };
 
+// SK Mixup steps 2-3 for a finite squared distance: tau_max * exp(-(dn - 1) / (2 tau_std^2)),
+// evaluated as exp(log(tau_max) - ...) so that an extreme tau_max and an extreme exponent
+// may cancel instead of overflowing first. dn == 1 gives tau_max exactly: the limit of a
+// vanishing width (tau_std^2 underflowing to 0 would otherwise make it 0 / 0), which for
+// every other dn is a step: tau = 0 above the mean, inf below it.
+KMIXUP_HD double similarity_tau(double sq_dist, double mean_sq_dist, double tau_max,
+                                double tau_std) {
+  const double dn = mean_sq_dist > 0.0 ? sq_dist / mean_sq_dist : 0.0;
+  const double excess = dn - 1.0;
+  const double exponent = excess == 0.0 ? 0.0 : excess / (2.0 * (tau_std * tau_std));
+  return ::exp(::log(tau_max) - exponent);
+}
+
 // SK Mixup steps 2-4 (DESIGN.md) for one pair, as tau64, warp64 and kernel_mix's non-finite
 // rule in kmixup/_torch_kernels.py: mean_sq_dist is the batch mean of the finite squared
 // distances (0 if none is finite). A pair with a non-finite distance has no meaningful
@@ -399,8 +412,7 @@ KMIXUP_HD double pair_coefficient(double sq_dist, double mean_sq_dist, double la
                                   double tau_max, double tau_std, int warping) {
   if (warping == kNone) return lam;
   if (!::isfinite(sq_dist)) return 1.0;
-  const double dn = mean_sq_dist > 0.0 ? sq_dist / mean_sq_dist : 0.0;
-  const double tau = tau_max * ::exp(-(dn - 1.0) / (2.0 * (tau_std * tau_std)));
+  const double tau = similarity_tau(sq_dist, mean_sq_dist, tau_max, tau_std);
   if (warping == kBetaCdf) return betainc(1.0 / tau, 1.0 / tau, lam);
   if (warping == kInverseBetaCdf) return betaincinv(tau, tau, lam);
   return ::nan("");  // an unknown warping: make the caller's mistake visible

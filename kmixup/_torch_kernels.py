@@ -8,6 +8,8 @@ reads tensor data on the host, so no device sync and clean ``torch.compile`` tra
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -57,7 +59,12 @@ def tau64(
     positive = mean > 0
     dn = torch.where(positive, d_fin / torch.where(positive, mean, 1.0), 0.0)
     dn = torch.where(finite, dn, torch.inf)
-    return tau_max * torch.exp(-(dn - 1.0) / (2.0 * tau_std**2))
+    # As csrc/special.h's similarity_tau: dn == 1 is tau_max exactly, also when tau_std**2
+    # underflows to 0 (the step-kernel limit), and extremes of tau_max and of the exponent
+    # cancel in the log instead of overflowing.
+    excess = dn - 1.0
+    exponent = torch.where(excess == 0, 0.0, excess / (2.0 * (tau_std * tau_std)))
+    return torch.exp(math.log(tau_max) - exponent)
 
 
 def warp64(

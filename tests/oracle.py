@@ -50,8 +50,10 @@ def tau(d: np.ndarray, tau_max: float, tau_std: float, mean: float | None = None
     mean = finite_mean(d) if mean is None else mean
     dn = np.full(d.shape, np.inf)
     dn[finite] = d[finite] / mean if mean > 0 else 0.0
-    with np.errstate(over="ignore"):
-        return tau_max * np.exp(-(dn - 1.0) / (2.0 * tau_std**2))
+    # dn == 1 gives tau_max also when tau_std**2 underflows to 0 (the step-kernel limit).
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        exponent = np.where(dn == 1.0, 0.0, (dn - 1.0) / (2.0 * tau_std * tau_std))
+        return np.exp(np.log(tau_max) - exponent)
 
 
 def coefficients(f, perm, lam, tau_max=1.0, tau_std=0.25, warping="beta_cdf", mean=None):
