@@ -2,14 +2,18 @@
 raw ops, on the compiled and the pure-PyTorch backend, each call held to "a named error,
 or the oracle's answer" (the cases and the contract: tests/fuzz_cases.py).
 
-The cases run in a worker process (``tests/fuzz_cases.py --worker``, its backend chosen
-by its environment) that reports each case before starting the next; if the worker
-dies (SIGSEGV, abort) or stops answering for KMIXUP_FUZZ_TIMEOUT seconds, the case it
-was running fails as a crash or a hang and a warm spare worker takes over at the next
-case. Every failing case is listed with a one-line command that replays it.
+The cases run in worker processes that report each case before starting the next. The
+workers are forks of ``tests/fuzz_cases.py --fork-server``, started with this
+interpreter and the backend's environment, which imports torch and kmixup once, so a new
+worker costs a fork. If a worker dies (SIGSEGV, abort) or stops answering for
+KMIXUP_FUZZ_TIMEOUT seconds, the case it was running fails as a crash or a hang (replayed
+alone first, to tell a crash of its own from one of memory an earlier case corrupted)
+and a new worker goes on at the next case. On Linux the workers run glibc's checking
+malloc (KMIXUP_FUZZ_MALLOC_CHECK=0 turns it off), so a stray write aborts in the case
+that made it. Every failing case is listed with a one-line command that replays it.
 
 Environment:
-    KMIXUP_FUZZ_CASES    cases per backend (default 300; e.g. 5000 for a long run)
+    KMIXUP_FUZZ_CASES    cases per backend (default 500; e.g. 5000 for a long run)
     KMIXUP_FUZZ_START    first case index (default 0)
     KMIXUP_FUZZ_SEED     seed of the case generator (default fuzz_cases.DEFAULT_SEED)
     KMIXUP_FUZZ_TIMEOUT  seconds a case may run before it counts as a hang (default 20)
@@ -22,8 +26,10 @@ import ctypes.util
 import json
 import os
 import queue
+import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -37,7 +43,7 @@ from fuzz_cases import DEFAULT_SEED
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-CASES = int(os.environ.get("KMIXUP_FUZZ_CASES", "300"))
+CASES = int(os.environ.get("KMIXUP_FUZZ_CASES", "500"))
 START = int(os.environ.get("KMIXUP_FUZZ_START", "0"))
 SEED = int(os.environ.get("KMIXUP_FUZZ_SEED", str(DEFAULT_SEED)))
 TIMEOUT = float(os.environ.get("KMIXUP_FUZZ_TIMEOUT", "20"))
@@ -74,25 +80,74 @@ def repro(backend: str, outcome: dict) -> str:
             f"tests/fuzz_cases.py --seed {SEED} {which}")
 
 
-class Worker:
-    """A ``fuzz_cases.py --worker`` process and a thread that queues its output lines."""
+class ForkServer:
+    """``fuzz_cases.py --fork-server``, started with this interpreter and the backend's
+    environment: it imports torch and kmixup once and forks a fresh worker on request."""
 
     def __init__(self, backend: str, env_extra: dict | None = None):
+        self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.stderr = tempfile.TemporaryFile()
-        cmd = [sys.executable, "-X", "faulthandler", "-W", "ignore",
-               str(HERE / "fuzz_cases.py"), "--worker", "--seed", str(SEED)]
+        cmd = [sys.executable, "-X", "faulthandler", "-W", "ignore", str(HERE / "fuzz_cases.py"),
+               "--seed", str(SEED), "--fork-server", str(theirs.fileno())]
         self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
-            env=backend_env(backend, env_extra), cwd=REPO, text=True, bufsize=1,
-            start_new_session=True,  # its own process group, killed as a whole on a hang
-        )
-        self.first_case: int | None = None
+            cmd, stdin=subprocess.DEVNULL, stdout=self.stderr, stderr=self.stderr,
+            env=backend_env(backend, env_extra), cwd=REPO, pass_fds=[theirs.fileno()])
+        theirs.close()
+        self.control.settimeout(STARTUP_TIMEOUT)
+        try:
+            self.hello = json.loads(self.control.recv(65536))["hello"]
+        except (OSError, ValueError, KeyError) as err:
+            self.close()
+            raise RuntimeError(f"fuzz fork server did not start ({err!r}):\n"
+                               f"{tail(self.stderr, 30)}") from None
+        self.control.settimeout(60.0)
+
+    def fork(self) -> Worker:
+        mine, theirs = socket.socketpair()
+        stderr = tempfile.TemporaryFile()
+        socket.send_fds(self.control, [b"FORK"], [theirs.fileno(), stderr.fileno()])
+        theirs.close()
+        pid = int(self.control.recv(64).split()[1])
+        return Worker(self, pid, mine, stderr)
+
+    def wait(self, pid: int) -> int:
+        """Reap a worker: its exit code, -signal if a signal ended it."""
+        self.control.send(f"WAIT {pid}".encode())
+        return int(self.control.recv(64).split()[1])
+
+    def close(self) -> None:
+        self.control.close()  # the server sees EOF and exits
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.stderr.close()
+
+
+def tail(f, lines: int = 12) -> str:
+    f.seek(0)
+    return "\n".join(f.read().decode(errors="replace").strip().splitlines()[-lines:])
+
+
+class Worker:
+    """A forked worker: its socket, a thread queueing the lines it writes, its stderr."""
+
+    def __init__(self, server: ForkServer, pid: int, sock: socket.socket, stderr):
+        self.server, self.pid, self.sock, self.stderr = server, pid, sock, stderr
+        self.first_case: int | None = None  # the first case this process ran
         self.lines: queue.Queue = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = sock.makefile("r")
+        self.writer = sock.makefile("w")
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
 
     def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.put(line)
+        try:
+            for line in self.reader:
+                self.lines.put(line)
+        except (OSError, ValueError):
+            pass
         self.lines.put(None)
 
     def next(self, timeout: float):
@@ -104,11 +159,19 @@ class Worker:
         return None if line is None else json.loads(line)
 
     def run(self, start: int, stop: int) -> None:
-        self.proc.stdin.write(f"RUN {start} {stop}\n")
-        self.proc.stdin.flush()
+        self.writer.write(f"RUN {start} {stop}\n")
+        self.writer.flush()
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.pid, signal.SIGKILL)  # its own session: the whole group
+        except ProcessLookupError:
+            pass
 
     def death(self) -> str:
-        code = self.proc.wait(timeout=30)
+        """How the worker ended (it is reaped)."""
+        code = self.server.wait(self.pid)
+        self.pid = None
         if code < 0:
             try:
                 return f"crash ({signal.Signals(-code).name})"
@@ -117,44 +180,37 @@ class Worker:
         return f"worker exited with code {code}"
 
     def stderr_tail(self, lines: int = 12) -> str:
-        self.stderr.seek(0)
-        text = self.stderr.read().decode(errors="replace").strip().splitlines()
-        return "\n".join(text[-lines:])
+        return tail(self.stderr, lines)
 
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.proc.wait(timeout=30)
-
-    def close(self, wait: float = 10.0) -> None:
-        """End the worker (EOF on its stdin, then SIGKILL if it lingers)."""
+    def close(self) -> None:
+        """End the worker (EOF on its socket; SIGKILL if it is still there) and reap it."""
         try:
-            self.proc.stdin.close()
-            self.proc.wait(timeout=wait)
-        except (OSError, subprocess.TimeoutExpired):
+            self.sock.shutdown(socket.SHUT_RDWR)  # also ends the reading thread's read
+        except OSError:
             pass
-        self.kill()
+        self.thread.join(timeout=10)
+        for f in (self.writer, self.reader, self.sock):
+            try:
+                f.close()
+            except OSError:
+                pass
+        if self.pid is not None:
+            self.kill()
+            self.server.wait(self.pid)
+            self.pid = None
         self.stderr.close()
 
 
-def take_worker(backend: str, env_extra: dict | None, info: dict, spare: Worker | None):
-    """A started worker (the warm spare if there is one) and a new spare; (None, None) if
-    the compiled backend was asked for and is not there."""
-    worker = spare or Worker(backend, env_extra)
+def take_worker(server: ForkServer, info: dict) -> Worker:
+    """A freshly forked worker, once it has said hello."""
+    worker = server.fork()
     info["workers"] += 1
     hello = worker.next(STARTUP_TIMEOUT)
     if not isinstance(hello, dict) or "hello" not in hello:
-        tail = worker.stderr_tail(30)
-        worker.close(wait=0)
-        raise RuntimeError(f"fuzz worker did not start ({hello!r}):\n{tail}")
-    info["backend_info"] = hello["hello"]
-    if backend == "compiled" and not hello["hello"]["cpu"].startswith("compiled"):
-        worker.close(wait=0)
-        return None, None
-    return worker, Worker(backend, env_extra)  # the spare warms up while this one runs
+        text = worker.stderr_tail(30)
+        worker.close()
+        raise RuntimeError(f"fuzz worker did not start ({hello!r}):\n{text}")
+    return worker
 
 
 def drive(worker: Worker, start: int, stop: int, timeout: float):
@@ -187,7 +243,7 @@ def drive(worker: Worker, start: int, stop: int, timeout: float):
                      "desc": (current or {}).get("desc", "(died before announcing the case)"),
                      "tags": (current or {}).get("tags", []),
                      "process_from": worker.first_case}
-            worker.close(wait=0)
+            worker.close()
             return outcomes, death
 
 
@@ -201,50 +257,63 @@ def run_fuzz(backend: str, start: int, stop: int, timeout: float = TIMEOUT,
     case corrupted the process's memory), with the range to replay in sequence."""
     outcomes: dict[int, dict] = {}
     info: dict = {"workers": 0}
-    worker = spare = None
+    server = ForkServer(backend, env_extra)
+    info["backend_info"] = server.hello
+    if backend == "compiled" and not server.hello["cpu"].startswith("compiled"):
+        server.close()
+        return [], info
+    worker = None
     nxt, replay = start, None
-    while nxt < stop or replay is not None:
-        if worker is None:
-            worker, spare = take_worker(backend, env_extra, info, spare)
+    try:
+        while nxt < stop or replay is not None:
             if worker is None:
-                return [], info
-        if replay is not None:
-            death, replay = replay, None
-            alone, died = drive(worker, death["case"], death["case"] + 1, timeout)
-            if died is not None:  # it dies alone too
-                outcomes[died["case"]] = died
-                worker = None
+                worker = take_worker(server, info)
+            if replay is not None:
+                death, replay = replay, None
+                alone, died = drive(worker, death["case"], death["case"] + 1, timeout)
+                if died is not None:  # it dies alone too
+                    outcomes[died["case"]] = died
+                    worker = None
+                    continue
+                first, index = death["process_from"], death["case"]
+                if death["target"] == "?":  # it died between two cases: name the next one
+                    death.update({k: alone[0][k] for k in ("target", "desc", "tags")})
+                death["kind"] += " only after earlier cases in the same process"
+                death["range"] = [first, index + 1]
+                death["detail"] = (
+                    f"alone, case {index} gives: {alone[0]['kind'] or 'the oracle answer'}; "
+                    f"the process had run cases {first}..{index} (memory corrupted by an "
+                    f"earlier case?)\n" + death["detail"])
+                outcomes[index] = death
                 continue
-            first, index = death["process_from"], death["case"]
-            death["kind"] += " only after earlier cases in the same process"
-            death["range"] = [first, index + 1]
-            death["detail"] = (
-                f"alone, case {index} gives: {alone[0]['kind'] or 'the oracle answer'}; the "
-                f"process had run cases {first}..{index} (memory corrupted by an earlier "
-                f"case?)\n" + death["detail"])
-            outcomes[index] = death
-            continue
-        done, death = drive(worker, nxt, stop, timeout)
-        for outcome in done:
-            outcomes[outcome["case"]] = outcome
-        if death is None:
-            nxt = stop
-            continue
-        worker, nxt = None, death["case"] + 1
-        if death["case"] > death["process_from"]:
-            replay = death
-        else:
-            outcomes[death["case"]] = death
-    for w in (worker, spare):
-        if w is not None:
-            w.close(wait=0)
+            done, death = drive(worker, nxt, stop, timeout)
+            for outcome in done:
+                outcomes[outcome["case"]] = outcome
+            if death is None:
+                nxt = stop
+                continue
+            worker, nxt = None, death["case"] + 1
+            if death["case"] > death["process_from"]:
+                replay = death
+            else:
+                outcomes[death["case"]] = death
+    finally:
+        if worker is not None:
+            worker.close()
+        server.close()
     return [outcomes[i] for i in sorted(outcomes)], info
 
 
 def class_key(outcome: dict) -> tuple[str, str, str]:
-    """Failure class: target, kind, and the hostile arguments without their values."""
+    """Failure class: target, kind, and the hostile arguments without their values; for a
+    valid argument refused, the message with its numbers blanked instead (one cause
+    shows up whatever else the case corrupted)."""
+    kind = outcome["kind"]
+    if kind.startswith(("valid call raised", "error blames the valid argument")):
+        message = re.sub(r"\d+(\.\d+)?(e[-+]?\d+)?", "#", outcome.get("detail", ""))
+        return outcome["target"], kind, message.splitlines()[0][:90] if message else ""
     tags = sorted({t.split("=")[0] for t in outcome.get("tags", [])})
-    return outcome["target"], outcome["kind"], ", ".join(tags) or "valid call"
+    return outcome["target"], kind, ", ".join(tags) or "valid call"
 
 
 def report(backend: str, outcomes: list[dict], elapsed: float) -> str:
