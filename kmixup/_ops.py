@@ -26,7 +26,6 @@ import warnings
 import torch
 
 from . import _torch_kernels as K
-from . import special
 
 SCHEMAS = {
     "betainc": "(Tensor a, Tensor b, Tensor x) -> Tensor",
@@ -63,8 +62,8 @@ if EXTENSION_MISSING:
         _lib.define(_name + _schema)
 
 _PURE = {
-    "betainc": special.betainc_torch,
-    "betaincinv": special.betaincinv_torch,
+    "betainc": K.betainc,
+    "betaincinv": K.betaincinv,
     "pair_sq_dist": K.pair_sq_dist,
     "kernel_mix": K.kernel_mix,
     "interpolate": K.interpolate,

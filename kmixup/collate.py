@@ -53,6 +53,10 @@ class MixupCollate:
         mixer: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]],
         collate_fn: Callable[[list[Any]], Any] | None = None,
     ) -> None:
+        if not callable(mixer):
+            raise TypeError(f"mixer must be callable, got {type(mixer).__name__}")
+        if collate_fn is not None and not callable(collate_fn):
+            raise TypeError(f"collate_fn must be callable, got {type(collate_fn).__name__}")
         self.mixer = mixer
         self.collate_fn = collate_fn if collate_fn is not None else default_collate
         self._reseeded_in_worker = False

@@ -60,6 +60,11 @@ class HiddenMixup:
             raise TypeError(f"mixer must be a kmixup.KernelMixup, got {type(mixer)}")
         if isinstance(layers, (str, nn.Module)):
             layers = [layers]
+        if not isinstance(layers, Sequence):
+            raise TypeError(
+                "layers must be a submodule, its name, or a sequence of them, got "
+                f"{type(layers).__name__}"
+            )
         if len(layers) == 0:
             raise ValueError("layers must name at least one submodule of model")
         self.model = model

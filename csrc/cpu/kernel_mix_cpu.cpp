@@ -13,16 +13,19 @@
 namespace kmixup::cpu {
 namespace {
 
-// Squared distance of every sample to its partner, in double. f must be row-dense.
-std::vector<double> sq_dists(const at::Tensor& f, const at::Tensor& perm) {
+// Squared distance of every sample to its partner, as pair_sq_dist returns it: rounded to
+// the accumulation type (float32 for float/half/bfloat16 rows), so a distance beyond its
+// range is inf on every backend and follows the non-finite rule. f must be row-dense and
+// perm's values checked.
+std::vector<double> sq_dists(const at::Tensor& f, const int64_t* partner) {
   const int64_t batch = f.size(0), row = row_length(f);
-  const int64_t* partner = perm.data_ptr<int64_t>();
   std::vector<double> dist(batch);
   KMIXUP_DISPATCH_FLOATING(f.scalar_type(), "kmixup_sq_dists", [&] {
     const scalar_t* data = f.const_data_ptr<scalar_t>();
     at::parallel_for(0, batch, rows_per_task(row), [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
-        dist[i] = row_sq_dist(data + i * row, data + partner[i] * row, row);
+        dist[i] = static_cast<acc_t<scalar_t>>(
+            row_sq_dist(data + i * row, data + partner[i] * row, row));
       }
     });
   });
@@ -32,7 +35,9 @@ std::vector<double> sq_dists(const at::Tensor& f, const at::Tensor& perm) {
 at::Tensor pair_sq_dist_cpu(const at::Tensor& f, const at::Tensor& perm) {
   check_batch_and_perm(f, "f", perm);
   const auto dtype = acc_dtype(f);
-  const auto dist = sq_dists(row_dense(f), perm.contiguous());
+  const at::Tensor perm_c = perm.contiguous();
+  check_perm_range(perm_c.const_data_ptr<int64_t>(), f.size(0));
+  const auto dist = sq_dists(row_dense(f), perm_c.const_data_ptr<int64_t>());
   at::Tensor out = at::empty({f.size(0)}, f.options().dtype(dtype));
   AT_DISPATCH_FLOATING_TYPES(dtype, "kmixup_pair_sq_dist", [&] {
     scalar_t* data = out.data_ptr<scalar_t>();
@@ -48,13 +53,15 @@ std::tuple<at::Tensor, at::Tensor> kernel_mix_cpu(const at::Tensor& x, const at:
   const int warping = check_kernel_mix(x, perm, lam, feats, std::string(warping_name));
   const int64_t batch = x.size(0);
   const at::Tensor perm_c = perm.contiguous();
+  const int64_t* partner = perm_c.const_data_ptr<int64_t>();
+  check_perm_range(partner, batch);
   const at::Tensor lam64 = lam.to(at::kDouble).contiguous();
   const double* lam_data = lam64.const_data_ptr<double>();
 
   std::vector<double> dist(batch, 0.0);
   double mean = 0.0;
   if (warping != kNone) {
-    dist = sq_dists(row_dense(feats), perm_c);
+    dist = sq_dists(row_dense(feats), partner);
     // The mean leaves out non-finite distances: their pairs stay unmixed (coefficient 1).
     int64_t finite = 0;
     for (double d : dist) {
@@ -79,8 +86,7 @@ std::tuple<at::Tensor, at::Tensor> kernel_mix_cpu(const at::Tensor& x, const at:
     });
   });
 
-  at::Tensor mixed =
-      mix_batch(row_dense(x), perm_c.const_data_ptr<int64_t>(), coeff, /*adjoint=*/false);
+  at::Tensor mixed = mix_batch(row_dense(x), partner, coeff, /*adjoint=*/false);
   return {mixed, coeff};
 }
 

@@ -89,8 +89,10 @@ inline void store_simd(scalar_t* p, typename Simd<acc_t<scalar_t>>::type v) {
   }
 }
 
-// sum((a - b)^2) over n elements. Four independent vector accumulators, flushed into a
-// double every kFlush elements, so the error stays at float rounding even for rows of 1e6+.
+// sum((a - b)^2) over n elements. Differences and squares are taken in acc_t everywhere
+// (SIMD body and scalar tail alike), so a square that overflows float is inf wherever it
+// falls. Four independent vector accumulators, flushed into a double every kFlush elements,
+// so the error stays at float rounding even for rows of 1e6+.
 template <typename scalar_t>
 double row_sq_dist(const scalar_t* a, const scalar_t* b, int64_t n) {
   using S = Simd<acc_t<scalar_t>>;
@@ -111,7 +113,8 @@ double row_sq_dist(const scalar_t* a, const scalar_t* b, int64_t n) {
     }
   }
   for (; j < n; ++j) {
-    const double diff = static_cast<double>(a[j]) - static_cast<double>(b[j]);
+    const acc_t<scalar_t> diff =
+        static_cast<acc_t<scalar_t>>(a[j]) - static_cast<acc_t<scalar_t>>(b[j]);
     total += diff * diff;
   }
   return total;

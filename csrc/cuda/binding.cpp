@@ -109,9 +109,9 @@ std::tuple<at::Tensor, at::Tensor> kernel_mix_cuda(const at::Tensor& x, const at
   return {mixed, coeff};
 }
 
-template <cudaError_t (*Launch)(const InterpolateArgs&, cudaStream_t)>
+// interpolate, or its adjoint (which first inverts perm in a workspace).
 at::Tensor mix_rows(const at::Tensor& x, const char* x_name, const at::Tensor& perm,
-                    const at::Tensor& coeff) {
+                    const at::Tensor& coeff, bool backward) {
   check_batch_and_perm(x, x_name, perm);
   check_cuda(x, x_name);
   check_coefficients(coeff, "coeff", x);
@@ -120,21 +120,25 @@ at::Tensor mix_rows(const at::Tensor& x, const char* x_name, const at::Tensor& p
   const at::Tensor rows = row_dense(x);
   const at::Tensor perm_c = perm.contiguous();
   at::Tensor out = at::empty_like(rows);
-  if (out.numel() == 0) return out;
-  C10_CUDA_CHECK(Launch({rows.const_data_ptr(), dtype, x.size(0), row_length(rows),
-                         perm_c.const_data_ptr<int64_t>(), coefficients_of(coeff),
-                         out.data_ptr()},
-                        current_stream()));
+  const InterpolateArgs args{rows.const_data_ptr(), dtype,        x.size(0),
+                             row_length(rows),      perm_c.const_data_ptr<int64_t>(),
+                             coefficients_of(coeff), out.data_ptr()};
+  if (!backward) {
+    if (out.numel() > 0) C10_CUDA_CHECK(launch_interpolate(args, current_stream()));
+    return out;
+  }
+  const at::Tensor ws = workspace(interpolate_backward_workspace_bytes(x.size(0)), x);
+  C10_CUDA_CHECK(launch_interpolate_backward(args, data_or_null(ws), current_stream()));
   return out;
 }
 
 at::Tensor interpolate_cuda(const at::Tensor& x, const at::Tensor& perm, const at::Tensor& coeff) {
-  return mix_rows<launch_interpolate>(x, "x", perm, coeff);
+  return mix_rows(x, "x", perm, coeff, /*backward=*/false);
 }
 
 at::Tensor interpolate_backward_cuda(const at::Tensor& grad, const at::Tensor& perm,
                                      const at::Tensor& coeff) {
-  return mix_rows<launch_interpolate_backward>(grad, "grad", perm, coeff);
+  return mix_rows(grad, "grad", perm, coeff, /*backward=*/true);
 }
 
 template <cudaError_t (*Launch)(const SpecialArgs&, cudaStream_t)>
