@@ -294,17 +294,23 @@ def kernel_mix(
         C.check_perm_values(perm)
         C.check_unit_interval_values(lam, "lam")
     perm, lam, feats = perm.long(), _per_sample(lam, batch), feats.detach()
-    if batch < 2:
-        coeff = torch.ones(batch, dtype=K.float_dtype(x.dtype), device=x.device)
-        return torch.ops.kmixup.interpolate(x, perm, coeff), coeff
+    unmixed = batch < 2  # no partner to mix with
     if process_group is not None and warping != "none":
         sq_dist = torch.ops.kmixup.pair_sq_dist(feats, perm)
         sum_count = K.finite_sum_count(sq_dist)
+        # A rank whose batch is too small to mix still takes part in the collective (the
+        # other ranks would wait for it forever), contributing nothing to the mean.
+        if unmixed:
+            sum_count.zero_()
         dist.all_reduce(sum_count, group=process_group)
-        coeff = K.pair_coefficients(
-            sq_dist, lam, tau_max, tau_std, warping, sum_count, special.betainc,
-            special.betaincinv,
-        ).to(K.float_dtype(x.dtype))
+        if not unmixed:
+            coeff = K.pair_coefficients(
+                sq_dist, lam, tau_max, tau_std, warping, sum_count, special.betainc,
+                special.betaincinv,
+            ).to(K.float_dtype(x.dtype))
+            return torch.ops.kmixup.interpolate(x, perm, coeff), coeff
+    if unmixed:
+        coeff = torch.ones(batch, dtype=K.float_dtype(x.dtype), device=x.device)
         return torch.ops.kmixup.interpolate(x, perm, coeff), coeff
     return torch.ops.kmixup.kernel_mix(
         x, perm, lam, feats, float(tau_max), float(tau_std), warping

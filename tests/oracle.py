@@ -1,4 +1,4 @@
-"""Independent numpy/scipy implementation of DESIGN.md's algorithm (steps 1-5).
+"""Independent numpy/scipy implementation of the algorithm of docs/design.md (steps 1-5).
 
 Deliberately shares no code with ``kmixup``: everything is float64 numpy, the special
 functions come from scipy, and their limits (shape 0 or inf, where scipy returns NaN)
