@@ -114,6 +114,25 @@ inline at::ScalarType acc_dtype(const at::Tensor& t) {
   return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
 }
 
+// out= of kernel_mix: x's shape, dtype and device, row-dense in x's layout, and not
+// overlapping x (in-place mixing is kernel_mix_).
+inline void check_out(const at::Tensor& out, const at::Tensor& x) {
+  TORCH_CHECK(out.sizes() == x.sizes() && out.scalar_type() == x.scalar_type(),
+              "kmixup: out must have x's shape ", x.sizes(), " and dtype ", x.scalar_type(),
+              ", got ", out.sizes(), " ", out.scalar_type());
+  check_same_device(out, "out", x);
+  TORCH_CHECK(out.is_contiguous(row_memory_format(x)),
+              "kmixup: out must be contiguous in x's memory format");
+  TORCH_CHECK(!out.is_alias_of(x), "kmixup: out must not overlap x; mix in place with kernel_mix_");
+}
+
+// In-place mixing walks whole rows: x must be contiguous or channels_last.
+inline void check_in_place(const at::Tensor& x) {
+  check_float(x, "x");
+  TORCH_CHECK(x.dim() >= 1 && x.is_contiguous(row_memory_format(x)),
+              "kmixup: x must be contiguous (or channels_last) to be mixed in place");
+}
+
 inline int64_t row_length(const at::Tensor& x) {
   return x.size(0) == 0 ? 0 : x.numel() / x.size(0);
 }

@@ -172,6 +172,11 @@ def kernel_mix(
     x: Tensor, perm: Tensor, lam: Tensor, feats: Tensor, tau_max: float, tau_std: float,
     warping: str,
 ) -> tuple[Tensor, Tensor]:
+    coeff = _coefficients(x, perm, lam, feats, tau_max, tau_std, warping)
+    return _mix_rows(x, perm, coeff, adjoint=False), coeff
+
+
+def _coefficients(x, perm, lam, feats, tau_max, tau_std, warping) -> Tensor:
     check_data(x, "x")
     check_perm(perm, x.shape[0], x)
     check_coefficients(lam, "lam", x.shape[0], x)
@@ -182,11 +187,31 @@ def kernel_mix(
         raise RuntimeError(f"kmixup: unknown warping {warping!r}")
     dtype = float_dtype(x.dtype)
     if warping == "none":
-        coeff = lam.to(dtype, copy=True)
-    else:
-        coeff = pair_coefficients(pair_sq_dist(feats, perm), lam, tau_max, tau_std, warping)
-        coeff = coeff.to(dtype)
-    return _mix_rows(x, perm, coeff, adjoint=False), coeff
+        return lam.to(dtype, copy=True)
+    return pair_coefficients(pair_sq_dist(feats, perm), lam, tau_max, tau_std, warping).to(dtype)
+
+
+def kernel_mix_out(
+    x: Tensor, perm: Tensor, lam: Tensor, feats: Tensor, tau_max: float, tau_std: float,
+    warping: str, out: Tensor,
+) -> Tensor:
+    if out.shape != x.shape or out.dtype != x.dtype or out.device != x.device:
+        raise RuntimeError(f"kmixup: out must have x's shape {list(x.shape)}, dtype and device")
+    if out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
+        raise RuntimeError("kmixup: out must not overlap x; mix in place with kernel_mix_")
+    coeff = _coefficients(x, perm, lam, feats, tau_max, tau_std, warping)
+    _mix_rows(x, perm, coeff, adjoint=False, out=out)
+    return coeff
+
+
+def kernel_mix_inplace(
+    x: Tensor, perm: Tensor, lam: Tensor, feats: Tensor, tau_max: float, tau_std: float,
+    warping: str,
+) -> Tensor:
+    # Chunks of rows read their partners anywhere in the batch: mix into a copy first.
+    mixed, coeff = kernel_mix(x, perm, lam, feats, tau_max, tau_std, warping)
+    x.copy_(mixed)
+    return coeff
 
 
 def pair_coefficients(
@@ -206,12 +231,15 @@ def _compute_dtype(x: Tensor) -> torch.dtype:
     return x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
 
 
-def _mix_rows(x: Tensor, other: Tensor, coeff: Tensor, adjoint: bool) -> Tensor:
+def _mix_rows(
+    x: Tensor, other: Tensor, coeff: Tensor, adjoint: bool, out: Tensor | None = None
+) -> Tensor:
     """``out[i] = c[i] * x[i] + (1 - c[m]) * x[j]``, ``j = other[i]``, ``m = j`` for the
     adjoint (``other`` the inverse permutation) else ``i``; chunk by chunk of rows, in
-    ``x``'s dtype and layout. (1, 0) and (0, 1) are exact copies, so a row that is not mixed
-    never sees its partner's values, NaN included."""
-    out = empty_like_rows(x)
+    ``x``'s dtype and layout (or into ``out``, which must not overlap ``x``). (1, 0) and
+    (0, 1) are exact copies, so a row that is not mixed never sees its partner's values,
+    NaN included."""
+    out = empty_like_rows(x) if out is None else out
     cdtype = _compute_dtype(x)
     c = coeff.to(cdtype)
     view = (-1, *([1] * (x.dim() - 1)))

@@ -33,6 +33,7 @@ __all__ = [
     "warp",
     "interpolate",
     "kernel_mix",
+    "kernel_mix_",
     "mix_targets",
 ]
 
@@ -223,6 +224,7 @@ def kernel_mix(
     warping: str = "beta_cdf",
     validate: bool | None = None,
     process_group: dist.ProcessGroup | None = None,
+    out: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Similarity Kernel Mixup of a batch (docs/design.md steps 1-5).
 
@@ -259,10 +261,16 @@ def kernel_mix(
             the local batch. Costs one ``all_reduce`` of a float64 ``[sum, count]`` pair
             on ``x``'s device (asynchronous on a GPU: no host sync); every rank of the
             group must call it. Pairing stays local. Ignored for ``warping="none"``.
+        out: Optional preallocated output (``x``'s shape and dtype, contiguous in its
+            memory format, not overlapping ``x``), e.g. a buffer reused every step: on a
+            CPU a fresh batch-sized tensor costs more in page faults than the mix itself.
+            Not differentiable (as torch's ``out=``). To mix ``x`` itself in place, see
+            :func:`kernel_mix_`.
 
     Returns:
-        ``(mixed, coeff)``: ``mixed`` has ``x``'s shape, dtype and memory format;
-        ``coeff`` is ``[B]``, float32 (float64 for float64 ``x``), the weight of ``x[i]``.
+        ``(mixed, coeff)``: ``mixed`` (``out`` when given) has ``x``'s shape, dtype and
+        memory format; ``coeff`` is ``[B]``, float32 (float64 for float64 ``x``), the
+        weight of ``x[i]``.
 
     Raises:
         TypeError: a non-floating ``x``/``feats``/``lam``, a non-integer ``perm``, or
@@ -271,6 +279,78 @@ def kernel_mix(
             ``warping``, or (when validating) a bad ``perm``/``lam``.
         IndexError: a ``perm`` value outside ``[0, B)`` (always checked, by the kernels).
     """
+    return _kernel_mix(
+        x, perm, lam, feats, tau_max, tau_std, warping, validate, process_group, out, False
+    )
+
+
+def kernel_mix_(
+    x: Tensor,
+    perm: Tensor,
+    lam: Tensor | float,
+    *,
+    feats: Tensor | None = None,
+    tau_max: float = 1.0,
+    tau_std: float = 0.25,
+    warping: str = "beta_cdf",
+    validate: bool | None = None,
+    process_group: dist.ProcessGroup | None = None,
+) -> tuple[Tensor, Tensor]:
+    """:func:`kernel_mix` in place: ``x`` becomes the mixed batch.
+
+    For inputs that need no gradient (a DataLoader batch): no output is allocated, and
+    on the CPU the pairs are walked along the cycles of ``perm`` (``out[i]`` needs
+    ``x[perm[i]]``, the next row of its cycle, not yet overwritten; only the first row of
+    each cycle and of each thread's share is copied aside), so the batch is read and
+    written once. ``feats`` may be ``x``: every distance is taken before any row changes.
+    On CUDA the rows are mixed into a temporary and copied back.
+
+    Args:
+        x: Floating batch ``[B, ...]``, contiguous or channels_last, not requiring grad.
+        perm, lam, feats, tau_max, tau_std, warping, validate, process_group: as in
+            :func:`kernel_mix`.
+
+    Returns:
+        ``(x, coeff)``.
+
+    Raises:
+        As :func:`kernel_mix`; also ValueError for an ``x`` that requires grad (autograd
+        needs its values) or is neither contiguous nor channels_last.
+    """
+    return _kernel_mix(
+        x, perm, lam, feats, tau_max, tau_std, warping, validate, process_group, x, True
+    )
+
+
+def _check_output(x: Tensor, out: Tensor, in_place: bool) -> None:
+    """``out`` (or ``x`` itself in place) can take the mixed batch without autograd."""
+    C.check_tensor(out, "out")
+    grad = torch.is_grad_enabled() and (x.requires_grad or out.requires_grad)
+    if in_place:
+        if grad:
+            raise ValueError(
+                "x requires grad: mixing it in place would destroy the values autograd "
+                "needs; use kernel_mix"
+            )
+        if not x.is_contiguous(memory_format=K.memory_format(x)):
+            raise ValueError("x must be contiguous (or channels_last) to be mixed in place")
+        return
+    if out.shape != x.shape or out.dtype != x.dtype or out.device != x.device:
+        raise ValueError(
+            f"out must have x's shape {list(x.shape)}, dtype {x.dtype} and device {x.device}, "
+            f"got {list(out.shape)}, {out.dtype}, {out.device}"
+        )
+    if grad:
+        raise ValueError("out= does not support autograd (x or out requires grad)")
+    if not out.is_contiguous(memory_format=K.memory_format(x)):
+        raise ValueError("out must be contiguous in x's memory format")
+    if out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
+        raise ValueError("out must not overlap x; to mix in place use kernel_mix_")
+
+
+def _kernel_mix(
+    x, perm, lam, feats, tau_max, tau_std, warping, validate, process_group, out, in_place
+) -> tuple[Tensor, Tensor]:
     C.check_floating(x, "x")
     C.check_batched(x, "x", min_batch=0)
     batch = x.shape[0]
@@ -290,10 +370,13 @@ def kernel_mix(
     C.check_positive(tau_std, "tau_std")
     C.check_warping(warping)
     C.check_process_group(process_group)
+    if out is not None:
+        _check_output(x, out, in_place)
     if C.should_validate(validate, x):
         C.check_perm_values(perm)
         C.check_unit_interval_values(lam, "lam")
     perm, lam, feats = perm.long(), _per_sample(lam, batch), feats.detach()
+    args = (float(tau_max), float(tau_std), warping)
     unmixed = batch < 2  # no partner to mix with
     if process_group is not None and warping != "none":
         sq_dist = torch.ops.kmixup.pair_sq_dist(feats, perm)
@@ -308,13 +391,21 @@ def kernel_mix(
                 sq_dist, lam, tau_max, tau_std, warping, sum_count, special.betainc,
                 special.betaincinv,
             ).to(K.float_dtype(x.dtype))
-            return torch.ops.kmixup.interpolate(x, perm, coeff), coeff
+            return _into(out, torch.ops.kmixup.interpolate(x, perm, coeff)), coeff
     if unmixed:
         coeff = torch.ones(batch, dtype=K.float_dtype(x.dtype), device=x.device)
-        return torch.ops.kmixup.interpolate(x, perm, coeff), coeff
-    return torch.ops.kmixup.kernel_mix(
-        x, perm, lam, feats, float(tau_max), float(tau_std), warping
-    )
+        if out is None:  # a differentiable copy
+            return torch.ops.kmixup.interpolate(x, perm, coeff), coeff
+        return (out if in_place else out.copy_(x)), coeff
+    if out is None:
+        return torch.ops.kmixup.kernel_mix(x, perm, lam, feats, *args)
+    if in_place:
+        return x, torch.ops.kmixup.kernel_mix_(x, perm, lam, feats, *args)
+    return out, torch.ops.kmixup.kernel_mix_out(x, perm, lam, feats, *args, out)
+
+
+def _into(out: Tensor | None, mixed: Tensor) -> Tensor:
+    return mixed if out is None else out.copy_(mixed)
 
 
 def mix_targets(

@@ -98,7 +98,7 @@ class HiddenMixup:
             )
         mixer = self.mixer
         perm, lam = mixer.sample(output.shape[0], output.device)
-        mixed, coeff = mixer.mix(output, perm, lam)
+        mixed, coeff = mixer.mix(output, perm, lam, inplace=False)  # autograd needs output
         self._mixed_target, target_coeff = mixer.mix_target(self._target, perm, lam, coeff)
         mixer.record(perm, lam, coeff, target_coeff)
         return mixed

@@ -7,7 +7,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from . import _checks as C
-from .functional import kernel_mix, mix_targets
+from .functional import kernel_mix, kernel_mix_, mix_targets
 
 __all__ = ["KernelMixup", "Mixup"]
 
@@ -73,6 +73,10 @@ class KernelMixup:
         global_mean: Normalise distances by the global-batch mean under
             ``torch.distributed`` (see above); the local mean when it is not initialised.
         process_group: The group for ``global_mean`` (default: the world).
+        inplace: Mix ``x`` in place (:func:`kmixup.functional.kernel_mix_`) and return
+            it: no batch-sized allocation, which on a CPU costs more than the mix itself.
+            For inputs that need no gradient (a DataLoader batch); an ``x`` that requires
+            grad is refused.
 
     Raises:
         ValueError: an invalid argument (named in the message).
@@ -93,6 +97,7 @@ class KernelMixup:
         dominant_anchor: bool = False,
         global_mean: bool = False,
         process_group: dist.ProcessGroup | None = None,
+        inplace: bool = False,
     ) -> None:
         if num_classes is not None:
             C.check_num_classes(num_classes)
@@ -125,6 +130,7 @@ class KernelMixup:
         self.dominant_anchor = bool(dominant_anchor)
         self.global_mean = bool(global_mean)
         self.process_group = process_group
+        self.inplace = bool(inplace)
         self.last_perm: Tensor | None = None
         self.last_lam: Tensor | None = None
         self.last_coeff: Tensor | None = None
@@ -167,11 +173,18 @@ class KernelMixup:
         return None
 
     def mix(
-        self, x: Tensor, perm: Tensor, lam: Tensor, feats: Tensor | None = None
+        self,
+        x: Tensor,
+        perm: Tensor,
+        lam: Tensor,
+        feats: Tensor | None = None,
+        inplace: bool | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """:func:`kmixup.functional.kernel_mix` with this mixer's settings, for a draw
-        from :meth:`sample`. Returns ``(mixed_x, coeff)``."""
-        return kernel_mix(
+        """:func:`kmixup.functional.kernel_mix` (or ``kernel_mix_`` when ``inplace``,
+        default the mixer's setting) with this mixer's settings, for a draw from
+        :meth:`sample`. Returns ``(mixed_x, coeff)``."""
+        mix = kernel_mix_ if (self.inplace if inplace is None else inplace) else kernel_mix
+        return mix(
             x,
             perm,
             lam,
@@ -213,7 +226,11 @@ class KernelMixup:
         self.last_coeff, self.last_target_coeff = coeff, target_coeff
 
     def __call__(
-        self, x: Tensor, target: Tensor, feats: Tensor | None = None
+        self,
+        x: Tensor,
+        target: Tensor,
+        feats: Tensor | None = None,
+        inplace: bool | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Mix a batch.
 
@@ -221,6 +238,7 @@ class KernelMixup:
             x: Floating inputs ``[B, ...]``; ``B < 2`` passes through unmixed.
             target: Class indices ``[B]``, soft labels ``[B, C]`` or regression targets.
             feats: Optional features ``[B, ...]`` for the similarity (default ``x``).
+            inplace: Override the mixer's ``inplace`` setting for this call.
 
         Returns:
             ``(mixed_x, mixed_target)``.
@@ -228,7 +246,7 @@ class KernelMixup:
         C.check_floating(x, "x")
         C.check_batched(x, "x", min_batch=0)
         perm, lam = self.sample(x.shape[0], x.device)
-        mixed, coeff = self.mix(x, perm, lam, feats)
+        mixed, coeff = self.mix(x, perm, lam, feats, inplace)
         mixed_target, target_coeff = self.mix_target(target, perm, lam, coeff)
         self.record(perm, lam, coeff, target_coeff)
         return mixed, mixed_target
@@ -245,6 +263,7 @@ class Mixup(KernelMixup):
         mode: ``"elem"`` (a coefficient per sample) or ``"batch"`` (one per batch).
         label_smoothing: In [0, 1), applied to class-index targets.
         generator: Optional ``torch.Generator`` on the inputs' device.
+        inplace: Mix ``x`` in place (see :class:`KernelMixup`).
     """
 
     def __init__(
@@ -254,6 +273,7 @@ class Mixup(KernelMixup):
         mode: str = "elem",
         label_smoothing: float = 0.0,
         generator: torch.Generator | None = None,
+        inplace: bool = False,
     ) -> None:
         super().__init__(
             num_classes=num_classes,
@@ -262,6 +282,7 @@ class Mixup(KernelMixup):
             mode=mode,
             label_smoothing=label_smoothing,
             generator=generator,
+            inplace=inplace,
         )
 
     def __repr__(self) -> str:

@@ -89,6 +89,11 @@ def _opcheck_cases():
                                    "beta_cdf")))
     cases.append((ops.kernel_mix, (x.bfloat16(), perm, lam32, x.bfloat16(), 1.0, 0.25,
                                    "beta_cdf")))
+    for warping in ("inverse_beta_cdf", "none"):
+        cases.append((ops.kernel_mix_out, (x32.detach(), perm, lam32, feats, 1.0, 0.25, warping,
+                                           torch.empty_like(x32))))
+        cases.append((ops.kernel_mix_, (x32.detach().clone(), perm, lam32, feats, 1.0, 0.25,
+                                        warping)))
     return cases
 
 

@@ -15,7 +15,10 @@ at::Tensor interpolate_cpu(const at::Tensor& x, const at::Tensor& perm, const at
   check_coefficients(coeff, "coeff", x);
   const at::Tensor perm_c = perm.contiguous();
   check_perm_range(perm_c.const_data_ptr<int64_t>(), x.size(0));
-  return mix_batch(row_dense(x), perm_c.const_data_ptr<int64_t>(), coeff, /*adjoint=*/false);
+  const at::Tensor rows = row_dense(x);
+  at::Tensor out = at::empty_like(rows);
+  mix_batch(rows, perm_c.const_data_ptr<int64_t>(), coeff, /*adjoint=*/false, out);
+  return out;
 }
 
 // grad_x[j] = coeff[j] * grad[j] + (1 - coeff[q]) * grad[q] with q the sample whose partner
@@ -36,7 +39,10 @@ at::Tensor interpolate_backward_cpu(const at::Tensor& grad, const at::Tensor& pe
                       partner[i], " appears twice");
     source[partner[i]] = i;
   }
-  return mix_batch(row_dense(grad), source.data(), coeff, /*adjoint=*/true);
+  const at::Tensor rows = row_dense(grad);
+  at::Tensor out = at::empty_like(rows);
+  mix_batch(rows, source.data(), coeff, /*adjoint=*/true, out);
+  return out;
 }
 
 }  // namespace

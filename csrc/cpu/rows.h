@@ -10,7 +10,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <type_traits>
+#include <vector>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -122,15 +124,16 @@ double row_sq_dist(const scalar_t* a, const scalar_t* b, int64_t n) {
 
 // out = wa * a + wb * b over n elements, computed in acc_t. (1, 0) and (0, 1) are exact
 // copies, so a row that is not mixed never sees its partner's values (NaN included).
+// out may alias a (in-place mixing).
 template <typename scalar_t>
 void mix_row(const scalar_t* a, acc_t<scalar_t> wa, const scalar_t* b, acc_t<scalar_t> wb,
              scalar_t* out, int64_t n) {
   if (wa == 1 && wb == 0) {
-    std::memcpy(out, a, n * sizeof(scalar_t));
+    if (out != a) std::memcpy(out, a, n * sizeof(scalar_t));
     return;
   }
   if (wa == 0 && wb == 1) {
-    std::memcpy(out, b, n * sizeof(scalar_t));
+    if (out != b) std::memcpy(out, b, n * sizeof(scalar_t));
     return;
   }
   using S = Simd<acc_t<scalar_t>>;
@@ -151,28 +154,128 @@ inline int64_t rows_per_task(int64_t row_len) {
   return std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, row_len));
 }
 
-// out[i] = k[i] * x[i] + (1 - k[j]) * x[other[i]] for every row of the row-dense x, in
-// parallel over rows, with k = coeff in acc_t. The interpolation passes other = perm and
-// j = i; its adjoint passes other = the inverse permutation and j = other[i].
-inline at::Tensor mix_batch(const at::Tensor& x_rows, const int64_t* other,
-                            const at::Tensor& coeff, bool adjoint) {
-  at::Tensor out = at::empty_like(x_rows);
+// The rows of a batch in the cycle order of an index vector `other` (row i pairs with
+// other[i]): i, other[i], other[other[i]], ... until the cycle closes, cycle after cycle.
+// Walked in that order, each row's partner is the next row visited, so every pass over the
+// pairs reads each row once (the second read hits the cache), and mixing can overwrite the
+// input: out[i] needs x[other[i]], the next row, not yet written. The positions are cut
+// into contiguous tasks run in parallel.
+struct CycleWalk {
+  std::vector<int64_t> order;       // order[p]: the row visited at position p
+  std::vector<int64_t> next;        // next[p]: the position of order[p]'s partner
+  std::vector<int64_t> task_begin;  // task t walks positions [task_begin[t], task_begin[t+1])
+  // Positions whose row must be copied before an in-place pass: the first of each task and
+  // of each cycle, which an earlier-running or later-visited row still reads as a partner.
+  std::vector<int64_t> saved;
+  bool is_permutation = true;       // false: some row is the partner of two rows
+};
+
+// other's values must lie in [0, batch).
+inline CycleWalk cycle_walk(const int64_t* other, int64_t batch, int64_t row_len) {
+  CycleWalk walk;
+  walk.order.reserve(batch);
+  walk.next.resize(batch);
+  std::vector<char> visited(batch, 0);
+  std::vector<int64_t> cycle_begin;
+  for (int64_t start = 0; start < batch; ++start) {
+    if (visited[start]) continue;
+    const int64_t first = static_cast<int64_t>(walk.order.size());
+    cycle_begin.push_back(first);
+    int64_t row = start;
+    while (!visited[row]) {
+      visited[row] = 1;
+      walk.order.push_back(row);
+      row = other[row];
+    }
+    // A walk from an unvisited row that does not come back to it has met a row that two
+    // rows point at.
+    if (row != start) {
+      walk.is_permutation = false;
+      return walk;
+    }
+    const int64_t last = static_cast<int64_t>(walk.order.size()) - 1;
+    for (int64_t p = first; p < last; ++p) walk.next[p] = p + 1;
+    walk.next[last] = first;
+  }
+  const int64_t grain = rows_per_task(row_len);
+  for (int64_t p = 0; p < batch; p += grain) walk.task_begin.push_back(p);
+  walk.task_begin.push_back(batch);
+  std::merge(walk.task_begin.begin(), walk.task_begin.end() - 1, cycle_begin.begin(),
+             cycle_begin.end(), std::back_inserter(walk.saved));
+  walk.saved.erase(std::unique(walk.saved.begin(), walk.saved.end()), walk.saved.end());
+  return walk;
+}
+
+// Calls body(i, other[i]) for every row, in parallel: along the cycles of `walk` when it
+// has them (each partner then still cached from the previous step), else in row order.
+template <typename Body>
+void for_each_pair(const CycleWalk& walk, const int64_t* other, int64_t batch, int64_t row_len,
+                   const Body& body) {
+  if (!walk.is_permutation) {
+    at::parallel_for(0, batch, rows_per_task(row_len), [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) body(i, other[i]);
+    });
+    return;
+  }
+  const int64_t tasks = static_cast<int64_t>(walk.task_begin.size()) - 1;
+  at::parallel_for(0, tasks, 1, [&](int64_t t_begin, int64_t t_end) {
+    for (int64_t p = walk.task_begin[t_begin]; p < walk.task_begin[t_end]; ++p) {
+      body(walk.order[p], walk.order[walk.next[p]]);
+    }
+  });
+}
+
+// out[i] = k[i] * x[i] + (1 - k[m]) * x[j] for every row of the row-dense x, j = other[i],
+// with k = coeff in acc_t: m = i for the interpolation (other = perm), m = j for its adjoint
+// (other = the inverse permutation). out (row-dense, x's layout) may be x itself.
+inline void mix_batch(const at::Tensor& x_rows, const int64_t* other, const at::Tensor& coeff,
+                      bool adjoint, const at::Tensor& out) {
   const int64_t batch = x_rows.size(0), row = row_length(x_rows);
+  const bool in_place = out.data_ptr() == x_rows.data_ptr();
+  const CycleWalk walk = cycle_walk(other, batch, row);
+  if (!walk.is_permutation && in_place) {
+    // Without cycles there is no safe order: mix into a copy, then write it back.
+    const at::Tensor mixed = at::empty_like(x_rows);
+    mix_batch(x_rows, other, coeff, adjoint, mixed);
+    out.copy_(mixed);
+    return;
+  }
   KMIXUP_DISPATCH_FLOATING(x_rows.scalar_type(), "kmixup_mix_batch", [&] {
     using weight_t = acc_t<scalar_t>;
     const at::Tensor k_t = coeff.to(c10::CppTypeToScalarType<weight_t>::value).contiguous();
     const weight_t* k = k_t.const_data_ptr<weight_t>();
     const scalar_t* src = x_rows.const_data_ptr<scalar_t>();
     scalar_t* dst = out.data_ptr<scalar_t>();
-    at::parallel_for(0, batch, rows_per_task(row), [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        const int64_t j = other[i];
-        mix_row(src + i * row, k[i], src + j * row, weight_t(1) - k[adjoint ? j : i],
-                dst + i * row, row);
+    const auto mix = [&](int64_t i, const scalar_t* partner_row) {
+      const int64_t j = other[i];
+      mix_row(src + i * row, k[i], partner_row, weight_t(1) - k[adjoint ? j : i],
+              dst + i * row, row);
+    };
+    if (!in_place) {
+      for_each_pair(walk, other, batch, row,
+                    [&](int64_t i, int64_t j) { mix(i, src + j * row); });
+      return;
+    }
+    // The saved rows are copied first; saved_slot[p] is position p's slot, or -1.
+    const int64_t saved = static_cast<int64_t>(walk.saved.size());
+    std::vector<scalar_t> copies(saved * row);
+    std::vector<int64_t> saved_slot(batch, -1);
+    for (int64_t slot = 0; slot < saved; ++slot) saved_slot[walk.saved[slot]] = slot;
+    at::parallel_for(0, saved, rows_per_task(row), [&](int64_t begin, int64_t end) {
+      for (int64_t slot = begin; slot < end; ++slot) {
+        std::memcpy(copies.data() + slot * row, src + walk.order[walk.saved[slot]] * row,
+                    row * sizeof(scalar_t));
+      }
+    });
+    const int64_t tasks = static_cast<int64_t>(walk.task_begin.size()) - 1;
+    at::parallel_for(0, tasks, 1, [&](int64_t t_begin, int64_t t_end) {
+      for (int64_t p = walk.task_begin[t_begin]; p < walk.task_begin[t_end]; ++p) {
+        const int64_t q = walk.next[p];
+        mix(walk.order[p], saved_slot[q] >= 0 ? copies.data() + saved_slot[q] * row
+                                              : src + walk.order[q] * row);
       }
     });
   });
-  return out;
 }
 
 }  // namespace kmixup::cpu
