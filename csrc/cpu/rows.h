@@ -148,6 +148,8 @@ void mix_row(const scalar_t* a, acc_t<scalar_t> wa, const scalar_t* b, acc_t<sca
   }
 }
 
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
 // Rows per at::parallel_for task so that each task moves at least ~64K elements.
 inline int64_t rows_per_task(int64_t row_len) {
   constexpr int64_t kGrainElements = 1 << 16;
@@ -197,8 +199,10 @@ inline CycleWalk cycle_walk(const int64_t* other, int64_t batch, int64_t row_len
     for (int64_t p = first; p < last; ++p) walk.next[p] = p + 1;
     walk.next[last] = first;
   }
-  const int64_t grain = rows_per_task(row_len);
-  for (int64_t p = 0; p < batch; p += grain) walk.task_begin.push_back(p);
+  // A few tasks per thread balance the load; more would only add rows to copy aside.
+  const int64_t tasks = std::min(ceil_div(batch, rows_per_task(row_len)),
+                                 int64_t{4} * at::get_num_threads());
+  for (int64_t t = 0; t < tasks; ++t) walk.task_begin.push_back(t * batch / tasks);
   walk.task_begin.push_back(batch);
   std::merge(walk.task_begin.begin(), walk.task_begin.end() - 1, cycle_begin.begin(),
              cycle_begin.end(), std::back_inserter(walk.saved));
