@@ -451,7 +451,8 @@ def plot(result: dict, path: Path) -> None:
     colors = dict(zip(FAMILIES, ("0.45", "tab:orange", "tab:green", "tab:blue")))
     fig, axes = plt.subplots(
         len(panel_rows), len(shapes), sharey=True, squeeze=False,
-        figsize=(3.3 * len(shapes) + 4.5, (0.26 * len(methods) + 1.2) * len(panel_rows) + 1.2))
+        figsize=(3.3 * len(shapes) + 0.065 * max(map(len, methods)) + 0.6,
+                 (0.26 * len(methods) + 1.2) * len(panel_rows) + 1.2))
     ypos = np.arange(len(methods))
     for i, (threads, dtype) in enumerate(panel_rows):
         for j, shape in enumerate(shapes):
@@ -494,7 +495,7 @@ def plot(result: dict, path: Path) -> None:
     fig.suptitle("\n".join(lines), fontsize=8)
     height = fig.get_figheight()
     fig.tight_layout(rect=(0, 0.45 / height, 1, 1 - (0.15 * len(lines) + 0.1) / height))
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 

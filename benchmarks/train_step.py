@@ -242,7 +242,7 @@ def _plot(result: dict, path: Path) -> None:
     fig.suptitle(f"training step, batch {result['settings']['batch']}, {result['device']}\n"
                  f"{H.machine_line(result['machine'])}", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -9,6 +9,7 @@ import shutil
 import pytest
 import torch
 
+import kmixup
 from benchmarks import _harness as H
 from benchmarks import coefficients, throughput, train_step
 
@@ -84,6 +85,20 @@ def test_throughput_writes_every_method_with_minima_ratios_and_flags(throughput_
                  "timm Mixup batch (in place, with targets)",
                  "torchvision v2.MixUp (with targets)"):
         assert name in rows or skipped.get(name), name
+    # kmixup's in-place and out= forms: timed (against the in-place floor) where it has them.
+    from kmixup import functional as F
+
+    forms = {f"kmixup kernel_mix_ {w} (in place)": hasattr(F, "kernel_mix_")
+             for w in throughput.WARPINGS}
+    forms.update({f"kmixup kernel_mix {w} (out=)": throughput._accepts(F.kernel_mix, "out")
+                  for w in throughput.WARPINGS})
+    forms["kmixup KernelMixup beta_cdf inplace=True (with targets)"] = throughput._accepts(
+        kmixup.KernelMixup.__init__, "inplace")
+    for name, available in forms.items():
+        if available:
+            assert rows[name]["inplace"] and rows[name]["floor"] == throughput.COPY, name
+        else:
+            assert name in skipped, name
     for row in rows.values():
         assert 0 < row["min_ms"] <= row["median_ms"]
         assert row["ratio_to_vanilla"] > 0 and row["ratio_to_floor"] > 0 and row["gbps"] > 0
