@@ -16,7 +16,7 @@ at::Tensor interpolate_cpu(const at::Tensor& x, const at::Tensor& perm, const at
   const at::Tensor perm_c = perm.contiguous();
   check_perm_range(perm_c.const_data_ptr<int64_t>(), x.size(0));
   const at::Tensor rows = row_dense(x);
-  at::Tensor out = at::empty_like(rows);
+  at::Tensor out = empty_rows_like(rows);
   mix_batch(rows, perm_c.const_data_ptr<int64_t>(), coeff, /*adjoint=*/false, out);
   return out;
 }
@@ -40,7 +40,7 @@ at::Tensor interpolate_backward_cpu(const at::Tensor& grad, const at::Tensor& pe
     source[partner[i]] = i;
   }
   const at::Tensor rows = row_dense(grad);
-  at::Tensor out = at::empty_like(rows);
+  at::Tensor out = empty_rows_like(rows);
   mix_batch(rows, source.data(), coeff, /*adjoint=*/true, out);
   return out;
 }

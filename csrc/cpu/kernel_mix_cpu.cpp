@@ -95,7 +95,7 @@ std::tuple<at::Tensor, at::Tensor> kernel_mix_cpu(const at::Tensor& x, const at:
                                                   double tau_max, double tau_std,
                                                   c10::string_view warping) {
   check_float(x, "x");
-  at::Tensor mixed = at::empty(x.sizes(), x.options().memory_format(row_memory_format(x)));
+  at::Tensor mixed = empty_rows_like(x);
   at::Tensor coeff = kernel_mix_into(x, perm, lam, feats, tau_max, tau_std, warping, mixed);
   return {mixed, coeff};
 }

@@ -13,6 +13,9 @@
 #include <type_traits>
 #include <vector>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 #if defined(__x86_64__)
 #include <immintrin.h>
 #elif defined(__SSE2__)
@@ -202,6 +205,24 @@ void mix_row(const scalar_t* a, acc_t<scalar_t> wa, const scalar_t* b, acc_t<sca
 }
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// A fresh batch-sized output is fresh pages from the OS, and faulting them in 4 KiB at a
+// time costs more than the mix itself (154 MB: ~130 ms of faults against ~30 ms of
+// copying). Where transparent huge pages are opt-in, ask for them: 2 MiB pages fault in
+// 512 times less often. Advisory: nothing changes where the kernel declines.
+inline at::Tensor empty_rows_like(const at::Tensor& x) {
+  at::Tensor out = x.is_contiguous(row_memory_format(x))
+                       ? at::empty_like(x)  // keeps x's strides, also for an empty batch
+                       : at::empty(x.sizes(), x.options().memory_format(row_memory_format(x)));
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t{1} << 21;
+  const auto begin = reinterpret_cast<uintptr_t>(out.data_ptr());
+  const uintptr_t end = begin + out.nbytes();
+  const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1), last = end & ~(kHuge - 1);
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+#endif
+  return out;
+}
 
 // float16 rows: the float loops on widened blocks (see half_to_float).
 template <>
