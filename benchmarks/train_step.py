@@ -1,23 +1,25 @@
 """What mixing costs inside a training step: overhead over no mixup.
 
-    python -m benchmarks.train_step            # CPU (and CUDA when available)
+    python -m benchmarks.train_step                  # CPU (and CUDA when available)
     python -m benchmarks.train_step --quick
+    python -m benchmarks.train_step --save-results   # write into benchmarks/results/
 
-A small ResNet (written here, no torchvision) on CIFAR-shaped random data; the median
+A small ResNet (written here, no torchvision) on CIFAR-shaped random data; the
 step time (forward, backward, SGD update) with no mixup, vanilla eager mixup, SK Mixup
 with input-space distances, SK Mixup with embedding distances from an extra no-grad
 forward (what the authors do) or from a ``kmixup.FeatureBank`` filled by the training
 forward (no extra forward), and SK Mixup at a hidden layer (``kmixup.HiddenMixup``).
-Results: JSON, markdown and a PNG in benchmarks/results/.
+The steps are interleaved (each round runs one step of every method, in a shuffled
+order; benchmarks/_harness.py) and the overhead is taken between minima. CPU runs repeat
+for each ``--threads`` value. Results: JSON, markdown and a PNG in ``benchmarks/out/``
+unless ``--out`` or ``--save-results`` say otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
+import functools
 import json
-import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -25,8 +27,10 @@ from torch import nn
 from tqdm import tqdm
 
 import kmixup
-from benchmarks.throughput import RESULTS, device_name, vanilla
 from kmixup.experiments.methods import soft_cross_entropy
+
+from . import _harness as H
+from .throughput import device_name, vanilla
 
 
 class Block(nn.Module):
@@ -115,70 +119,130 @@ def make_steps(model: nn.Module, num_classes: int) -> dict:
             "SK Mixup, hidden layer (HiddenMixup)": sk_hidden}
 
 
-def run(device: torch.device, batch: int, steps: int) -> list[dict]:
+def run(device: torch.device, batch: int, threads: int, args: argparse.Namespace
+        ) -> list[dict]:
+    """Interleaved rounds of one step per method (benchmarks/_harness.py); rows with the
+    minimum, median, IQR and the overhead over no mixup from the minima."""
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = SmallResNet().to(device)
     x = torch.randn(batch, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
-    times = {}
-    for name, step in tqdm(make_steps(model, 10).items(), desc=f"train step ({device})"):
-        for _ in range(3):
-            step(x, y)
-        samples = []
-        for _ in range(steps):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            t0 = time.perf_counter()
-            step(x, y)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            samples.append(time.perf_counter() - t0)
-        times[name] = statistics.median(samples)
-    base = times["no mixup"]
-    return [{"device": device_name(device), "method": name, "median_ms": t * 1e3,
-             "overhead_vs_no_mixup": t / base - 1} for name, t in times.items()]
+    steps = make_steps(model, 10)
+    cases = [H.Case(name, functools.partial(step, x, y)) for name, step in steps.items()]
+    load_before = H.load_average()
+    samples, skipped = H.interleave(cases, device, args.rounds, args.budget, args.min_rounds,
+                                    args.warmup, args.seed, desc=f"train step ({device}, "
+                                    f"{threads} thread{'s' * (threads > 1)})")
+    for name, why in skipped.items():
+        tqdm.write(f"not timed: {name}: {why}")
+    load = {"load_before": load_before, "load_after": H.load_average()}
+    stats = {name: H.summarize(s, args.max_spread, args.min_cpu_share)
+             for name, s in samples.items()}
+    base = stats["no mixup"]
+    return [{"device": device_name(device), "device_type": device.type, "threads": threads,
+             "method": name, **s, "overhead_vs_no_mixup": s["min_ms"] / base["min_ms"] - 1,
+             "no_mixup_flagged": base["flagged"], **load} for name, s in stats.items()]
 
 
-def main(argv: list[str] | None = None) -> None:
+def markdown(result: dict) -> str:
+    s = result["settings"]
+    lines = [f"# Training-step overhead of mixing: {result['device']}", "",
+             f"Machine: {H.machine_line(result['machine'], result['threads'])}.", "",
+             f"SmallResNet, batch {s['batch']}x3x32x32: forward, backward and SGD update. "
+             f"Interleaved rounds (one step of every method per round, shuffled), up to "
+             f"{s['rounds']} rounds or {s['budget']:g} s, at least {s['min_rounds']}; the "
+             f"overhead is between minima. ⚠: not to be trusted (IQR/median above "
+             f"{s['max_spread']:g}, or the fastest step kept the thread on a CPU for less "
+             f"than {s['min_cpu_share']:g} of its wall time; on an overhead: for the row or "
+             f"for no mixup).", ""]
+    for threads in result["threads"]:
+        mine = [r for r in result["rows"] if r["threads"] == threads]
+        lines += [f"**{threads} thread{'s' * (threads > 1)}** ({mine[0]['samples']} rounds; "
+                  f"load average {H.fmt_load(mine[0]['load_before'], mine[0]['load_after'])} "
+                  f"on {result['machine']['usable_cpus']} CPUs)", "",
+                  "| method | min step ms | median ms | IQR/median | CPU share | overhead vs "
+                  "no mixup |", "|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {r['method']} | {H.fmt_ms(r['min_ms'])} | {H.fmt_ms(r['median_ms'])} | "
+                  f"{H.fmt_spread(r)} | {H.fmt_share(r)} | "
+                  f"{100 * r['overhead_vs_no_mixup']:+.1f}%"
+                  f"{' ⚠' if r['flagged'] or r['no_mixup_flagged'] else ''} |" for r in mine]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer steps")
+    parser.add_argument("--quick", action="store_true", help="a few rounds")
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--devices", nargs="+")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--devices", nargs="+", help="default: cpu, and cuda when available")
+    parser.add_argument("--threads", nargs="+", type=int,
+                        help=f"torch.set_num_threads values for CPU runs, each reported "
+                        f"separately (default here: {H.default_threads()})")
+    H.add_timing_args(parser, rounds=30, budget=90)
+    H.add_output_args(parser)
     args = parser.parse_args(argv)
-    devices = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    args.out.mkdir(parents=True, exist_ok=True)
-    for dev in devices:
-        device = torch.device(dev)
-        rows = run(device, args.batch, 5 if args.quick else 20)
-        lines = [f"**{rows[0]['device']}**, SmallResNet, batch {args.batch}x3x32x32", "",
-                 "| method | median step ms | overhead vs no mixup |", "|---|---:|---:|"]
-        lines += [f"| {r['method']} | {r['median_ms']:.1f} | "
-                  f"{100 * r['overhead_vs_no_mixup']:+.1f}% |" for r in rows]
-        table = "\n".join(lines) + "\n"
-        print(table)
-        stem = args.out / f"train_step_{device.type}{'_quick' if args.quick else ''}"
-        meta = {"torch": torch.__version__, "backends": kmixup.backend_info(),
-                "date": datetime.date.today().isoformat(), "batch": args.batch}
-        stem.with_suffix(".json").write_text(json.dumps({**meta, "rows": rows}, indent=1))
-        stem.with_suffix(".md").write_text(table)
-        _plot(rows, stem.with_suffix(".png"))
-        print(f"wrote {stem}.json, .md and .png")
+    args.devices = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    args.threads = args.threads or H.default_threads()
+    args.rounds = args.rounds or (5 if args.quick else 30)
+    args.budget = args.budget if args.budget is not None else (10 if args.quick else 90)
+    out = H.output_dir(args)
+    machine = H.machine_info(args.devices)
+    print(H.machine_line(machine, args.threads))
+    initial_threads = torch.get_num_threads()
+    results = {}
+    try:
+        for dev in args.devices:
+            device = torch.device(dev)
+            thread_list = args.threads if device.type == "cpu" else [max(args.threads)]
+            rows = []
+            for threads in tqdm(thread_list, desc=f"train step ({dev})", disable=None):
+                rows += run(device, args.batch, threads, args)
+            settings = {k: getattr(args, k) for k in ("quick", "batch", "rounds", "min_rounds",
+                                                      "budget", "warmup", "max_spread",
+                                                      "min_cpu_share", "seed")}
+            result = {"device": rows[0]["device"], "device_type": device.type,
+                      "torch": machine["torch"], "date": machine["date"], "machine": machine,
+                      "threads": thread_list, "settings": settings, "rows": rows}
+            results[device.type] = result
+            stem = out / f"train_step_{device.type}{'_quick' if args.quick else ''}"
+            table = markdown(result)
+            print(table)
+            stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
+            stem.with_suffix(".md").write_text(table)
+            _plot(result, stem.with_suffix(".png"))
+            print(f"wrote {stem}.json, .md and .png")
+    finally:
+        torch.set_num_threads(initial_threads)
+    return results
 
 
-def _plot(rows: list[dict], path: Path) -> None:
+def _plot(result: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 3))
-    ax.barh([r["method"] for r in rows], [r["median_ms"] for r in rows], color="tab:blue")
-    ax.invert_yaxis()
-    ax.set_xlabel("median step time (ms)")
-    ax.set_title(f"training step, {rows[0]['device']}")
+    threads = result["threads"]
+    fig, axes = plt.subplots(1, len(threads), squeeze=False, sharey=True,
+                             figsize=(4 + 3.5 * len(threads), 3.4))
+    for ax, t in zip(axes[0], threads):
+        mine = [r for r in result["rows"] if r["threads"] == t]
+        for k, r in enumerate(mine):
+            ax.barh(k, r["min_ms"], color="tab:blue", alpha=0.35 if r["flagged"] else 0.9,
+                    hatch="////" if r["flagged"] else None,
+                    edgecolor="k" if r["flagged"] else "none", linewidth=0.5)
+            ax.text(r["min_ms"], k, f" {r['min_ms']:.1f}{'?' if r['flagged'] else ''}",
+                    va="center", fontsize=7)
+        ax.set_yticks(range(len(mine)), [r["method"] for r in mine], fontsize=7)
+        ax.margins(x=0.2)
+        ax.set_xlabel("min step time (ms); hatched: not to be trusted", fontsize=8)
+        ax.set_title(f"{t} thread{'s' * (t > 1)}", fontsize=9)
+    axes[0][0].invert_yaxis()
+    fig.suptitle(f"training step, batch {result['settings']['batch']}, {result['device']}\n"
+                 f"{H.machine_line(result['machine'])}", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -12,9 +12,13 @@
 
 namespace kmixup {
 
+// The data dtypes every kernel takes: float32, float64, float16 and bfloat16 (not float8).
 inline void check_float(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(at::isFloatingType(t.scalar_type()), "kmixup: ", name,
-              " must be a floating-point tensor, got ", t.scalar_type());
+  const auto dtype = t.scalar_type();
+  TORCH_CHECK_TYPE(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf ||
+                       dtype == at::kBFloat16,
+                   "kmixup: ", name, " must be float32, float64, float16 or bfloat16, got ",
+                   dtype);
 }
 
 inline void check_same_device(const at::Tensor& t, const char* name, const at::Tensor& ref) {
@@ -31,6 +35,16 @@ inline void check_batch_and_perm(const at::Tensor& x, const char* x_name, const 
   TORCH_CHECK(perm.dim() == 1 && perm.size(0) == x.size(0), "kmixup: perm must have shape [",
               x.size(0), "], got ", perm.sizes());
   check_same_device(perm, "perm", x);
+}
+
+// perm values become row addresses: every kernel that reads a row through perm checks them
+// first (B integers), whatever the Python side validated. The CPU kernels call this; the
+// CUDA kernels check each value on the device where they use it.
+inline void check_perm_range(const int64_t* perm, int64_t batch) {
+  for (int64_t i = 0; i < batch; ++i) {
+    TORCH_CHECK_INDEX(perm[i] >= 0 && perm[i] < batch, "kmixup: perm values must lie in [0, ",
+                      batch, "), got perm[", i, "] = ", perm[i]);
+  }
 }
 
 // coeff / lam: float32 or float64 [B] on x's device.
@@ -98,6 +112,25 @@ inline at::Tensor row_dense(const at::Tensor& x) {
 // for double.
 inline at::ScalarType acc_dtype(const at::Tensor& t) {
   return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+// out= of kernel_mix: x's shape, dtype and device, row-dense in x's layout, and not
+// overlapping x (in-place mixing is kernel_mix_).
+inline void check_out(const at::Tensor& out, const at::Tensor& x) {
+  TORCH_CHECK(out.sizes() == x.sizes() && out.scalar_type() == x.scalar_type(),
+              "kmixup: out must have x's shape ", x.sizes(), " and dtype ", x.scalar_type(),
+              ", got ", out.sizes(), " ", out.scalar_type());
+  check_same_device(out, "out", x);
+  TORCH_CHECK(out.is_contiguous(row_memory_format(x)),
+              "kmixup: out must be contiguous in x's memory format");
+  TORCH_CHECK(!out.is_alias_of(x), "kmixup: out must not overlap x; mix in place with kernel_mix_");
+}
+
+// In-place mixing walks whole rows: x must be contiguous or channels_last.
+inline void check_in_place(const at::Tensor& x) {
+  check_float(x, "x");
+  TORCH_CHECK(x.dim() >= 1 && x.is_contiguous(row_memory_format(x)),
+              "kmixup: x must be contiguous (or channels_last) to be mixed in place");
 }
 
 inline int64_t row_length(const at::Tensor& x) {

@@ -8,6 +8,10 @@
 //   pair_sq_dist: f [B, ...] floating, perm int64 [B] -> [B] float32 (float64 for f64).
 //   kernel_mix: x [B, ...] floating, perm int64 [B], lam [B] float32/float64, feats
 //     [B, ...] floating -> (mixed like x, coeff [B] float32, float64 for float64 x).
+//   kernel_mix_out: kernel_mix writing the mixed batch into out (x's shape and dtype,
+//     contiguous in x's layout, not overlapping x); returns coeff.
+//   kernel_mix_: kernel_mix in place: x (contiguous or channels_last) becomes the mixed
+//     batch; returns coeff. feats may be x: every distance is taken before any row moves.
 //   interpolate: out[i] = coeff[i] * x[i] + (1 - coeff[i]) * x[perm[i]], exact copies
 //     where coeff is 1 or 0; interpolate_backward is its adjoint in x.
 //   Outputs keep x's memory format (contiguous or channels_last).
@@ -30,6 +34,12 @@ TORCH_LIBRARY(kmixup, m) {
   m.def(
       "kernel_mix(Tensor x, Tensor perm, Tensor lam, Tensor feats, float tau_max, "
       "float tau_std, str warping) -> (Tensor, Tensor)");
+  m.def(
+      "kernel_mix_out(Tensor x, Tensor perm, Tensor lam, Tensor feats, float tau_max, "
+      "float tau_std, str warping, Tensor(a!) out) -> Tensor");
+  m.def(
+      "kernel_mix_(Tensor(a!) x, Tensor perm, Tensor lam, Tensor feats, float tau_max, "
+      "float tau_std, str warping) -> Tensor");
   m.def("interpolate(Tensor x, Tensor perm, Tensor coeff) -> Tensor");
   m.def("interpolate_backward(Tensor grad, Tensor perm, Tensor coeff) -> Tensor");
 }

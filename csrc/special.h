@@ -403,7 +403,7 @@ KMIXUP_HD double similarity_tau(double sq_dist, double mean_sq_dist, double tau_
   return ::exp(::log(tau_max) - exponent);
 }
 
-// SK Mixup steps 2-4 (DESIGN.md) for one pair, as tau64, warp64 and kernel_mix's non-finite
+// SK Mixup steps 2-4 (docs/design.md) for one pair, as tau64, warp64 and kernel_mix's non-finite
 // rule in kmixup/_torch_kernels.py: mean_sq_dist is the batch mean of the finite squared
 // distances (0 if none is finite). A pair with a non-finite distance has no meaningful
 // similarity and is left unmixed (1). tau may underflow to 0 or overflow to inf; both warps

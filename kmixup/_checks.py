@@ -16,9 +16,12 @@ import math
 from numbers import Integral, Real
 
 import torch
+import torch.distributed as dist
 
 WARPINGS = ("beta_cdf", "inverse_beta_cdf", "none")
 _INDEX_DTYPES = (torch.int64, torch.int32)
+# What the kernels compute with; float8 and other exotic floats are refused, not guessed at.
+FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
 def should_validate(validate: bool | None, *tensors: torch.Tensor) -> bool:
@@ -45,8 +48,10 @@ def check_tensor(t: object, name: str) -> None:
 
 def check_floating(t: object, name: str) -> None:
     check_tensor(t, name)
-    if not t.dtype.is_floating_point:
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
+    if t.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} must be a float32, float64, float16 or bfloat16 tensor, got dtype {t.dtype}"
+        )
 
 
 def check_batched(t: torch.Tensor, name: str, min_batch: int = 1) -> None:
@@ -76,6 +81,13 @@ def check_perm_values(perm: torch.Tensor) -> None:
         raise ValueError("perm must be a permutation of 0..B-1")
 
 
+def check_no_negative_values(t: torch.Tensor, name: str, allow_nan: bool) -> None:
+    # Written so that NaN fails unless allowed.
+    ok = (t >= 0) | t.isnan() if allow_nan else t >= 0
+    if not bool(ok.all()):
+        raise ValueError(f"{name} must be >= 0" + ("" if allow_nan else " (and not NaN)"))
+
+
 def check_coefficient(c: object, name: str, batch: int, ref: torch.Tensor, ref_name: str) -> None:
     """A mixing coefficient: floating, a scalar or shape [B], on ``ref``'s device."""
     check_floating(c, name)
@@ -97,6 +109,22 @@ def check_positive(value: object, name: str) -> None:
         raise ValueError(f"{name} must be finite and > 0, got {value}")
 
 
+def check_positive_int(value: object, name: str) -> None:
+    """A positive integer: Python or numpy, not bool."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be a positive integer, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_process_group(group: object) -> None:
+    if group is not None and not (dist.is_available() and isinstance(group, dist.ProcessGroup)):
+        raise TypeError(
+            "process_group must be a torch.distributed.ProcessGroup (e.g. "
+            f"dist.group.WORLD) or None, got {type(group).__name__}"
+        )
+
+
 def check_warping(warping: object) -> None:
     if warping not in WARPINGS:
         raise ValueError(f"warping must be one of {WARPINGS}, got {warping!r}")
@@ -112,8 +140,7 @@ def check_label_smoothing(label_smoothing: object) -> None:
 
 
 def check_num_classes(num_classes: object) -> None:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, Integral) or num_classes <= 0:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    check_positive_int(num_classes, "num_classes")
 
 
 def check_class_values(y: torch.Tensor, num_classes: int, name: str) -> None:

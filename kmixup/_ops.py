@@ -26,7 +26,6 @@ import warnings
 import torch
 
 from . import _torch_kernels as K
-from . import special
 
 SCHEMAS = {
     "betainc": "(Tensor a, Tensor b, Tensor x) -> Tensor",
@@ -34,6 +33,10 @@ SCHEMAS = {
     "pair_sq_dist": "(Tensor f, Tensor perm) -> Tensor",
     "kernel_mix": "(Tensor x, Tensor perm, Tensor lam, Tensor feats, float tau_max, "
     "float tau_std, str warping) -> (Tensor, Tensor)",
+    "kernel_mix_out": "(Tensor x, Tensor perm, Tensor lam, Tensor feats, float tau_max, "
+    "float tau_std, str warping, Tensor(a!) out) -> Tensor",
+    "kernel_mix_": "(Tensor(a!) x, Tensor perm, Tensor lam, Tensor feats, float tau_max, "
+    "float tau_std, str warping) -> Tensor",
     "interpolate": "(Tensor x, Tensor perm, Tensor coeff) -> Tensor",
     "interpolate_backward": "(Tensor grad, Tensor perm, Tensor coeff) -> Tensor",
 }
@@ -63,10 +66,12 @@ if EXTENSION_MISSING:
         _lib.define(_name + _schema)
 
 _PURE = {
-    "betainc": special.betainc_torch,
-    "betaincinv": special.betaincinv_torch,
+    "betainc": K.betainc,
+    "betaincinv": K.betaincinv,
     "pair_sq_dist": K.pair_sq_dist,
     "kernel_mix": K.kernel_mix,
+    "kernel_mix_out": K.kernel_mix_out,
+    "kernel_mix_": K.kernel_mix_inplace,
     "interpolate": K.interpolate,
     "interpolate_backward": K.interpolate_backward,
 }
@@ -104,9 +109,17 @@ def _(f, perm):
     return f.new_empty((f.shape[0],), dtype=K.float_dtype(f.dtype))
 
 
+def _coefficients_fake(x, *args):
+    return x.new_empty((x.shape[0],), dtype=K.float_dtype(x.dtype))
+
+
 @torch.library.register_fake("kmixup::kernel_mix")
 def _(x, perm, lam, feats, tau_max, tau_std, warping):
-    return K.empty_like_rows(x), x.new_empty((x.shape[0],), dtype=K.float_dtype(x.dtype))
+    return K.empty_like_rows(x), _coefficients_fake(x)
+
+
+for _name in ("kernel_mix_out", "kernel_mix_"):
+    torch.library.register_fake(f"kmixup::{_name}", _coefficients_fake)
 
 
 # ----------------------------------------------------------------------------- autograd

@@ -49,8 +49,8 @@ class FeatureBank:
         dtype: Floating dtype of the stored embeddings.
 
     Raises:
-        ValueError: ``num_samples`` or ``dim`` not a positive integer.
-        TypeError: ``dtype`` not floating.
+        TypeError: ``num_samples`` or ``dim`` not an integer, or ``dtype`` not floating.
+        ValueError: ``num_samples`` or ``dim`` below 1.
     """
 
     def __init__(
@@ -61,13 +61,14 @@ class FeatureBank:
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        for name, value in (("num_samples", num_samples), ("dim", dim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-            raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-        self.feats = torch.zeros(num_samples, dim, dtype=dtype, device=device)
-        self.filled = torch.zeros(num_samples, dtype=torch.bool)
+        C.check_positive_int(num_samples, "num_samples")
+        C.check_positive_int(dim, "dim")
+        if dtype not in C.FLOAT_DTYPES:
+            raise TypeError(
+                f"dtype must be torch.float32, float64, float16 or bfloat16, got {dtype!r}"
+            )
+        self.feats = torch.zeros(int(num_samples), int(dim), dtype=dtype, device=device)
+        self.filled = torch.zeros(int(num_samples), dtype=torch.bool)
 
     def __len__(self) -> int:
         return self.feats.shape[0]

@@ -8,6 +8,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import default_collate, get_worker_info
 
+from .transforms import KernelMixup
+
 __all__ = ["MixupCollate"]
 
 
@@ -20,7 +22,9 @@ class MixupCollate:
     ``pin_memory=True`` and ``.to(device, non_blocking=True)`` work unchanged. Workers
     run torch with one thread, so several workers mix in parallel without
     oversubscribing the CPU. Dataset samples are CPU tensors, so ``x`` is mixed on the
-    CPU; with ``num_workers=0`` the mixing runs in the main process instead.
+    CPU; with ``num_workers=0`` the mixing runs in the main process instead. With the
+    default ``collate_fn`` the stacked batch is fresh, so a :class:`kmixup.KernelMixup`
+    mixes it in place (no second batch-sized allocation).
 
     Example::
 
@@ -53,6 +57,10 @@ class MixupCollate:
         mixer: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]],
         collate_fn: Callable[[list[Any]], Any] | None = None,
     ) -> None:
+        if not callable(mixer):
+            raise TypeError(f"mixer must be callable, got {type(mixer).__name__}")
+        if collate_fn is not None and not callable(collate_fn):
+            raise TypeError(f"collate_fn must be callable, got {type(collate_fn).__name__}")
         self.mixer = mixer
         self.collate_fn = collate_fn if collate_fn is not None else default_collate
         self._reseeded_in_worker = False
@@ -98,5 +106,10 @@ class MixupCollate:
                 f"{type(x).__name__} and {type(target).__name__}"
             )
         self._reseed_in_worker()
-        mixed_x, mixed_target = self.mixer(x, target)
+        if isinstance(self.mixer, KernelMixup) and self.collate_fn is default_collate:
+            # default_collate stacks into a fresh tensor: nothing else sees it, so mix it
+            # in place rather than allocate a second batch.
+            mixed_x, mixed_target = self.mixer(x, target, inplace=True)
+        else:
+            mixed_x, mixed_target = self.mixer(x, target)
         return (mixed_x, mixed_target, *rest)

@@ -1,6 +1,6 @@
 """Similarity Kernel Mixup as plain functions (the pure-PyTorch reference path).
 
-The algorithm (DESIGN.md, steps 1-5), for a batch ``x``, features ``f`` (default ``x``),
+The algorithm (docs/design.md, steps 1-5), for a batch ``x``, features ``f`` (default ``x``),
 a permutation ``perm`` and coefficients ``lam`` drawn from Beta(alpha, alpha):
 
 1. ``d_i = sum_j (f[i, j] - f[perm[i], j])**2``                    (:func:`pair_sq_dist`)
@@ -17,6 +17,8 @@ path never synchronises an accelerator by default.
 
 from __future__ import annotations
 
+from numbers import Real
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
@@ -31,15 +33,24 @@ __all__ = [
     "warp",
     "interpolate",
     "kernel_mix",
+    "kernel_mix_",
     "mix_targets",
 ]
 
 
 def _as_lam(lam: Tensor | float, ref: Tensor) -> Tensor:
-    if isinstance(lam, (int, float)) and not isinstance(lam, bool):
+    if isinstance(lam, Real) and not isinstance(lam, bool):
         # torch.full, not torch.tensor: no host-to-device copy, so no sync on a GPU.
         return torch.full((), float(lam), dtype=torch.float64, device=ref.device)
     return lam
+
+
+def _check_python_lam(lam: object) -> None:
+    """A Python-number lam is on the host already: checking it costs no sync."""
+    if isinstance(lam, bool) or not isinstance(lam, (Tensor, Real)):
+        raise TypeError(f"lam must be a float or a floating tensor, got {type(lam).__name__}")
+    if isinstance(lam, Real) and not 0 <= lam <= 1:
+        raise ValueError(f"lam must lie in [0, 1], got {lam}")
 
 
 def _per_sample(c: Tensor, batch: int) -> Tensor:
@@ -71,41 +82,53 @@ def pair_sq_dist(f: Tensor, perm: Tensor) -> Tensor:
         ValueError: ``f`` has no batch dim, or ``perm`` has the wrong shape or device.
     """
     C.check_floating(f, "f")
-    C.check_batched(f, "f")
+    C.check_batched(f, "f", min_batch=0)
     C.check_perm(perm, f.shape[0], f, "f")
     return torch.ops.kmixup.pair_sq_dist(f, perm.long())
 
 
-def similarity_tau(sq_dist: Tensor, tau_max: float, tau_std: float) -> Tensor:
+def similarity_tau(
+    sq_dist: Tensor, tau_max: float, tau_std: float, *, validate: bool | None = None
+) -> Tensor:
     """Similarity kernel: per-pair warping strength ``tau`` from squared distances.
 
     ``dn = d / mean(d)`` (mean over the finite entries only; ``dn = 0`` when that mean is
     0 or no entry is finite), then ``tau = tau_max * exp(-(dn - 1) / (2 * tau_std**2))``,
-    evaluated in float64. A non-finite ``d[i]`` is treated as ``dn = +inf``, i.e.
-    ``tau[i] = 0``. ``tau`` may underflow to 0 or overflow to inf: :func:`warp` handles
-    both limits.
+    evaluated in float64 as ``exp(log(tau_max) - (dn - 1) / (2 * tau_std**2))``, so extreme
+    settings cancel rather than overflow. ``dn == 1`` gives ``tau_max`` exactly, also when
+    ``tau_std**2`` underflows: a vanishing width is a step kernel (0 above the mean, inf
+    below). A non-finite ``d[i]`` is treated as ``dn = +inf``, i.e. ``tau[i] = 0``. ``tau``
+    may underflow to 0 or overflow to inf: :func:`warp` handles both limits.
 
     Args:
-        sq_dist: Floating ``[B]`` squared distances (see :func:`pair_sq_dist`).
+        sq_dist: Floating ``[B]`` squared distances (see :func:`pair_sq_dist`), >= 0 or
+            non-finite.
         tau_max: Kernel amplitude, finite and > 0.
         tau_std: Kernel width, finite and > 0.
+        validate: Check that no distance is negative (reads the data). ``None``: only for
+            CPU tensors and not while ``torch.compile`` traces.
 
     Returns:
         ``tau`` of shape ``[B]``, float32 (float64 for float64 ``sq_dist``).
 
     Raises:
         TypeError: ``sq_dist`` is not floating, or ``tau_max``/``tau_std`` not real.
-        ValueError: ``sq_dist`` is not 1-D, or ``tau_max``/``tau_std`` not finite and > 0.
+        ValueError: ``sq_dist`` is not 1-D, ``tau_max``/``tau_std`` not finite and > 0, or
+            (when validating) a negative distance.
     """
     C.check_floating(sq_dist, "sq_dist")
     if sq_dist.dim() != 1:
         raise ValueError(f"sq_dist must be 1-D [B], got shape {list(sq_dist.shape)}")
     C.check_positive(tau_max, "tau_max")
     C.check_positive(tau_std, "tau_std")
+    if C.should_validate(validate, sq_dist):
+        C.check_no_negative_values(sq_dist, "sq_dist", allow_nan=True)
     return K.tau64(sq_dist, tau_max, tau_std).to(K.float_dtype(sq_dist.dtype))
 
 
-def warp(lam: Tensor | float, tau: Tensor, warping: str) -> Tensor:
+def warp(
+    lam: Tensor | float, tau: Tensor, warping: str, *, validate: bool | None = None
+) -> Tensor:
     """Warp mixing coefficients according to the similarity ``tau``.
 
     * ``"beta_cdf"``: ``k = I(lam; 1/tau, 1/tau)``, the regularised incomplete beta
@@ -119,15 +142,19 @@ def warp(lam: Tensor | float, tau: Tensor, warping: str) -> Tensor:
     Args:
         lam: Coefficients in [0, 1]: a Python float, a 0-d tensor (broadcast) or ``[B]``,
             on ``tau``'s device.
-        tau: Floating ``[B]`` similarity (see :func:`similarity_tau`), >= 0.
+        tau: Floating ``[B]`` similarity (see :func:`similarity_tau`), >= 0 (inf allowed).
         warping: ``"beta_cdf"``, ``"inverse_beta_cdf"`` or ``"none"``.
+        validate: Check ``lam`` in [0, 1] and ``tau`` >= 0, not NaN (reads the data).
+            ``None``: only for CPU tensors and not while ``torch.compile`` traces. A
+            Python-float ``lam`` is always checked.
 
     Returns:
         ``k`` of shape ``[B]``, float32 (float64 if ``lam`` or ``tau`` is float64).
 
     Raises:
         TypeError: ``lam`` or ``tau`` is not floating.
-        ValueError: unknown ``warping``, or a shape/device mismatch.
+        ValueError: unknown ``warping``, a shape/device mismatch, or (when validating)
+            ``lam`` outside [0, 1] or a negative/NaN ``tau``.
     """
     C.check_warping(warping)
     C.check_floating(tau, "tau")
@@ -135,13 +162,19 @@ def warp(lam: Tensor | float, tau: Tensor, warping: str) -> Tensor:
         raise ValueError(f"tau must be 1-D [B], got shape {list(tau.shape)}")
     # A Python-float lam does not widen the output.
     out_dtype = K.float_dtype(lam.dtype if isinstance(lam, Tensor) else tau.dtype, tau.dtype)
+    _check_python_lam(lam)
     lam = _as_lam(lam, tau)
     C.check_coefficient(lam, "lam", tau.shape[0], tau, "tau")
+    if C.should_validate(validate, tau):
+        C.check_unit_interval_values(lam, "lam")
+        C.check_no_negative_values(tau, "tau", allow_nan=False)
     lam = lam.expand(tau.shape)
     return K.warp64(lam, tau, warping, special.betainc, special.betaincinv).to(out_dtype)
 
 
-def interpolate(x: Tensor, perm: Tensor, coeff: Tensor) -> Tensor:
+def interpolate(
+    x: Tensor, perm: Tensor, coeff: Tensor, *, validate: bool | None = None
+) -> Tensor:
     """Mix each sample with its partner: ``out[i] = c[i] * x[i] + (1 - c[i]) * x[perm[i]]``.
 
     Rows with ``coeff == 1`` are exact copies of ``x[i]`` and rows with ``coeff == 0``
@@ -155,18 +188,28 @@ def interpolate(x: Tensor, perm: Tensor, coeff: Tensor) -> Tensor:
         perm: int64/int32 permutation ``[B]`` on ``x``'s device.
         coeff: Floating coefficients, 0-d or ``[B]``, on ``x``'s device; broadcast over
             the non-batch dims.
+        validate: Check that ``perm`` is a permutation (reads the data; ``None``: only for
+            CPU tensors and not while ``torch.compile`` traces). Values outside
+            ``[0, B)`` are refused by the kernels whatever this says (IndexError on the
+            CPU, a device-side assertion on CUDA); a ``perm`` with repeated values mixes
+            correctly but has no gather-form gradient, so its backward raises (CPU) or
+            asserts (CUDA) instead of returning a wrong gradient.
 
     Returns:
         The mixed tensor, same shape, dtype and memory format as ``x``.
 
     Raises:
         TypeError: ``x``/``coeff`` not floating or ``perm`` not an integer tensor.
-        ValueError: a shape or device mismatch.
+        ValueError: a shape or device mismatch, or (when validating) a ``perm`` that is
+            not a permutation.
+        IndexError: a ``perm`` value outside ``[0, B)``.
     """
     C.check_floating(x, "x")
-    C.check_batched(x, "x")
+    C.check_batched(x, "x", min_batch=0)
     C.check_perm(perm, x.shape[0], x)
     C.check_coefficient(coeff, "coeff", x.shape[0], x, "x")
+    if C.should_validate(validate, x):
+        C.check_perm_values(perm)
     return torch.ops.kmixup.interpolate(x, perm.long(), _per_sample(coeff, x.shape[0]))
 
 
@@ -181,8 +224,9 @@ def kernel_mix(
     warping: str = "beta_cdf",
     validate: bool | None = None,
     process_group: dist.ProcessGroup | None = None,
+    out: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Similarity Kernel Mixup of a batch (DESIGN.md steps 1-5).
+    """Similarity Kernel Mixup of a batch (docs/design.md steps 1-5).
 
     The similarity is measured on ``feats`` (default ``x``), detached: gradients flow
     to ``x`` only, never through the coefficients.
@@ -194,8 +238,11 @@ def kernel_mix(
     ``warping="none"`` no distance is computed at all and ``coeff`` is ``lam`` (plain
     mixup, where a NaN spreads to the row it is mixed into).
 
+    A batch of fewer than 2 samples has no partner to mix with: it is returned unmixed
+    (coefficient 1, an exact copy of ``x``), whatever ``lam`` and ``warping`` say.
+
     Args:
-        x: Floating batch ``[B, ...]``, ``B >= 2``.
+        x: Floating batch ``[B, ...]`` (any ``B >= 0``).
         perm: int64/int32 permutation ``[B]`` on ``x``'s device.
         lam: Mixing coefficients in [0, 1]: a Python float, a 0-d tensor (one value for
             the batch) or ``[B]`` (one per sample), on ``x``'s device.
@@ -214,21 +261,101 @@ def kernel_mix(
             the local batch. Costs one ``all_reduce`` of a float64 ``[sum, count]`` pair
             on ``x``'s device (asynchronous on a GPU: no host sync); every rank of the
             group must call it. Pairing stays local. Ignored for ``warping="none"``.
+        out: Optional preallocated output (``x``'s shape and dtype, contiguous in its
+            memory format, not overlapping ``x``), e.g. a buffer reused every step: on a
+            CPU a fresh batch-sized tensor costs more in page faults than the mix itself.
+            Not differentiable (as torch's ``out=``). To mix ``x`` itself in place, see
+            :func:`kernel_mix_`.
 
     Returns:
-        ``(mixed, coeff)``: ``mixed`` has ``x``'s shape, dtype and memory format;
-        ``coeff`` is ``[B]``, float32 (float64 for float64 ``x``), the weight of ``x[i]``.
+        ``(mixed, coeff)``: ``mixed`` (``out`` when given) has ``x``'s shape, dtype and
+        memory format; ``coeff`` is ``[B]``, float32 (float64 for float64 ``x``), the
+        weight of ``x[i]``.
 
     Raises:
         TypeError: a non-floating ``x``/``feats``/``lam``, a non-integer ``perm``, or
             non-real ``tau_max``/``tau_std``.
-        ValueError: a shape/device mismatch, ``B < 2``, non-positive ``tau_max``/
-            ``tau_std``, unknown ``warping``, or (when validating) a bad ``perm``/``lam``.
+        ValueError: a shape/device mismatch, non-positive ``tau_max``/``tau_std``, unknown
+            ``warping``, or (when validating) a bad ``perm``/``lam``.
+        IndexError: a ``perm`` value outside ``[0, B)`` (always checked, by the kernels).
     """
+    return _kernel_mix(
+        x, perm, lam, feats, tau_max, tau_std, warping, validate, process_group, out, False
+    )
+
+
+def kernel_mix_(
+    x: Tensor,
+    perm: Tensor,
+    lam: Tensor | float,
+    *,
+    feats: Tensor | None = None,
+    tau_max: float = 1.0,
+    tau_std: float = 0.25,
+    warping: str = "beta_cdf",
+    validate: bool | None = None,
+    process_group: dist.ProcessGroup | None = None,
+) -> tuple[Tensor, Tensor]:
+    """:func:`kernel_mix` in place: ``x`` becomes the mixed batch.
+
+    For inputs that need no gradient (a DataLoader batch): no output is allocated, and
+    on the CPU the pairs are walked along the cycles of ``perm`` (``out[i]`` needs
+    ``x[perm[i]]``, the next row of its cycle, not yet overwritten; only the first row of
+    each cycle and of each thread's share is copied aside), so the batch is read and
+    written once. ``feats`` may be ``x``: every distance is taken before any row changes.
+    On CUDA the rows are mixed into a temporary and copied back.
+
+    Args:
+        x: Floating batch ``[B, ...]``, contiguous or channels_last, not requiring grad.
+        perm, lam, feats, tau_max, tau_std, warping, validate, process_group: as in
+            :func:`kernel_mix`.
+
+    Returns:
+        ``(x, coeff)``.
+
+    Raises:
+        As :func:`kernel_mix`; also ValueError for an ``x`` that requires grad (autograd
+        needs its values) or is neither contiguous nor channels_last.
+    """
+    return _kernel_mix(
+        x, perm, lam, feats, tau_max, tau_std, warping, validate, process_group, x, True
+    )
+
+
+def _check_output(x: Tensor, out: Tensor, in_place: bool) -> None:
+    """``out`` (or ``x`` itself in place) can take the mixed batch without autograd."""
+    C.check_tensor(out, "out")
+    grad = torch.is_grad_enabled() and (x.requires_grad or out.requires_grad)
+    if in_place:
+        if grad:
+            raise ValueError(
+                "x requires grad: mixing it in place would destroy the values autograd "
+                "needs; use kernel_mix"
+            )
+        if not x.is_contiguous(memory_format=K.memory_format(x)):
+            raise ValueError("x must be contiguous (or channels_last) to be mixed in place")
+        return
+    if out.shape != x.shape or out.dtype != x.dtype or out.device != x.device:
+        raise ValueError(
+            f"out must have x's shape {list(x.shape)}, dtype {x.dtype} and device {x.device}, "
+            f"got {list(out.shape)}, {out.dtype}, {out.device}"
+        )
+    if grad:
+        raise ValueError("out= does not support autograd (x or out requires grad)")
+    if not out.is_contiguous(memory_format=K.memory_format(x)):
+        raise ValueError("out must be contiguous in x's memory format")
+    if out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
+        raise ValueError("out must not overlap x; to mix in place use kernel_mix_")
+
+
+def _kernel_mix(
+    x, perm, lam, feats, tau_max, tau_std, warping, validate, process_group, out, in_place
+) -> tuple[Tensor, Tensor]:
     C.check_floating(x, "x")
-    C.check_batched(x, "x", min_batch=2)
+    C.check_batched(x, "x", min_batch=0)
     batch = x.shape[0]
     C.check_perm(perm, batch, x)
+    _check_python_lam(lam)
     lam = _as_lam(lam, x)
     C.check_coefficient(lam, "lam", batch, x, "x")
     if feats is None:
@@ -242,22 +369,43 @@ def kernel_mix(
     C.check_positive(tau_max, "tau_max")
     C.check_positive(tau_std, "tau_std")
     C.check_warping(warping)
+    C.check_process_group(process_group)
+    if out is not None:
+        _check_output(x, out, in_place)
     if C.should_validate(validate, x):
         C.check_perm_values(perm)
         C.check_unit_interval_values(lam, "lam")
     perm, lam, feats = perm.long(), _per_sample(lam, batch), feats.detach()
+    args = (float(tau_max), float(tau_std), warping)
+    unmixed = batch < 2  # no partner to mix with
     if process_group is not None and warping != "none":
         sq_dist = torch.ops.kmixup.pair_sq_dist(feats, perm)
         sum_count = K.finite_sum_count(sq_dist)
+        # A rank whose batch is too small to mix still takes part in the collective (the
+        # other ranks would wait for it forever), contributing nothing to the mean.
+        if unmixed:
+            sum_count.zero_()
         dist.all_reduce(sum_count, group=process_group)
-        coeff = K.pair_coefficients(
-            sq_dist, lam, tau_max, tau_std, warping, sum_count, special.betainc,
-            special.betaincinv,
-        ).to(K.float_dtype(x.dtype))
-        return torch.ops.kmixup.interpolate(x, perm, coeff), coeff
-    return torch.ops.kmixup.kernel_mix(
-        x, perm, lam, feats, float(tau_max), float(tau_std), warping
-    )
+        if not unmixed:
+            coeff = K.pair_coefficients(
+                sq_dist, lam, tau_max, tau_std, warping, sum_count, special.betainc,
+                special.betaincinv,
+            ).to(K.float_dtype(x.dtype))
+            return _into(out, torch.ops.kmixup.interpolate(x, perm, coeff)), coeff
+    if unmixed:
+        coeff = torch.ones(batch, dtype=K.float_dtype(x.dtype), device=x.device)
+        if out is None:  # a differentiable copy
+            return torch.ops.kmixup.interpolate(x, perm, coeff), coeff
+        return (out if in_place else out.copy_(x)), coeff
+    if out is None:
+        return torch.ops.kmixup.kernel_mix(x, perm, lam, feats, *args)
+    if in_place:
+        return x, torch.ops.kmixup.kernel_mix_(x, perm, lam, feats, *args)
+    return out, torch.ops.kmixup.kernel_mix_out(x, perm, lam, feats, *args, out)
+
+
+def _into(out: Tensor | None, mixed: Tensor) -> Tensor:
+    return mixed if out is None else out.copy_(mixed)
 
 
 def mix_targets(
@@ -296,7 +444,7 @@ def mix_targets(
             shape/device mismatch, or (when validating) out-of-range values.
     """
     C.check_tensor(y, "y")
-    C.check_batched(y, "y")
+    C.check_batched(y, "y", min_batch=0)
     batch = y.shape[0]
     C.check_perm(perm, batch, y, "y")
     C.check_coefficient(coeff, "coeff", batch, y, "y")

@@ -60,6 +60,11 @@ class HiddenMixup:
             raise TypeError(f"mixer must be a kmixup.KernelMixup, got {type(mixer)}")
         if isinstance(layers, (str, nn.Module)):
             layers = [layers]
+        if not isinstance(layers, Sequence):
+            raise TypeError(
+                "layers must be a submodule, its name, or a sequence of them, got "
+                f"{type(layers).__name__}"
+            )
         if len(layers) == 0:
             raise ValueError("layers must name at least one submodule of model")
         self.model = model
@@ -93,7 +98,7 @@ class HiddenMixup:
             )
         mixer = self.mixer
         perm, lam = mixer.sample(output.shape[0], output.device)
-        mixed, coeff = mixer.mix(output, perm, lam)
+        mixed, coeff = mixer.mix(output, perm, lam, inplace=False)  # autograd needs output
         self._mixed_target, target_coeff = mixer.mix_target(self._target, perm, lam, coeff)
         mixer.record(perm, lam, coeff, target_coeff)
         return mixed

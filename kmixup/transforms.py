@@ -7,7 +7,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from . import _checks as C
-from .functional import kernel_mix, mix_targets
+from .functional import kernel_mix, kernel_mix_, mix_targets
 
 __all__ = ["KernelMixup", "Mixup"]
 
@@ -20,14 +20,18 @@ class KernelMixup:
     Each call draws a random pairing ``perm = randperm(B)`` and coefficients
     ``lam ~ Beta(alpha, alpha)`` (one per sample in ``mode="elem"``, one for the batch in
     ``mode="batch"``), warps them by pair similarity (:func:`kmixup.functional.kernel_mix`)
-    and mixes inputs and targets with the same coefficients.
+    and mixes inputs and targets with the same coefficients. Any batch size works; a batch
+    of 0 or 1 sample (a DataLoader's last batch without ``drop_last``) passes through
+    unmixed, with coefficient 1 and targets one-hot (smoothed) as usual.
 
     Randomness: ``perm`` and ``lam`` are drawn on the input's device, from ``generator``
     if given (it must live on that device), else from torch's default generator for that
-    device, so ``torch.manual_seed`` makes runs reproducible. ``lam`` is the first
-    component of a Dirichlet(alpha, alpha) draw, which is Beta(alpha, alpha); it uses
-    ``torch._sample_dirichlet``, the sampler behind ``torch.distributions.Dirichlet``,
-    because unlike ``torch.distributions`` it accepts a generator. No host sync.
+    device, so ``torch.manual_seed`` makes runs reproducible. ``lam = G1 / (G1 + G2)`` with
+    ``G1, G2 ~ Gamma(alpha)``, which is Beta(alpha, alpha), drawn in log space
+    (``log G = log G' + log(U) / alpha``, ``G' ~ Gamma(alpha + 1)``, ``U ~ U(0, 1]``) so that
+    it stays exact for any alpha: for tiny alpha the Gamma draws themselves underflow to 0
+    (torch's Dirichlet sampler then returns 0.5 for alpha = 1e-20, where Beta(alpha, alpha)
+    is all but a coin flip between 0 and 1). No host sync.
 
     Targets:
 
@@ -69,6 +73,10 @@ class KernelMixup:
         global_mean: Normalise distances by the global-batch mean under
             ``torch.distributed`` (see above); the local mean when it is not initialised.
         process_group: The group for ``global_mean`` (default: the world).
+        inplace: Mix ``x`` in place (:func:`kmixup.functional.kernel_mix_`) and return
+            it: no batch-sized allocation, which on a CPU costs more than the mix itself.
+            For inputs that need no gradient (a DataLoader batch); an ``x`` that requires
+            grad is refused.
 
     Raises:
         ValueError: an invalid argument (named in the message).
@@ -89,6 +97,7 @@ class KernelMixup:
         dominant_anchor: bool = False,
         global_mean: bool = False,
         process_group: dist.ProcessGroup | None = None,
+        inplace: bool = False,
     ) -> None:
         if num_classes is not None:
             C.check_num_classes(num_classes)
@@ -107,6 +116,7 @@ class KernelMixup:
             C.check_positive(target_tau_std, "target_tau_std")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator, got {type(generator)}")
+        C.check_process_group(process_group)
         self.num_classes = num_classes
         self.alpha = float(alpha)
         self.tau_max = tau_max
@@ -120,6 +130,7 @@ class KernelMixup:
         self.dominant_anchor = bool(dominant_anchor)
         self.global_mean = bool(global_mean)
         self.process_group = process_group
+        self.inplace = bool(inplace)
         self.last_perm: Tensor | None = None
         self.last_lam: Tensor | None = None
         self.last_coeff: Tensor | None = None
@@ -129,7 +140,8 @@ class KernelMixup:
         return (
             f"{type(self).__name__}(num_classes={self.num_classes}, alpha={self.alpha}, "
             f"tau_max={self.tau_max}, tau_std={self.tau_std}, warping={self.warping!r}, "
-            f"mode={self.mode!r}, label_smoothing={self.label_smoothing})"
+            f"mode={self.mode!r}, label_smoothing={self.label_smoothing}, "
+            f"target_tau_max={self.target_tau_max}, target_tau_std={self.target_tau_std})"
         )
 
     def sample(self, batch: int, device: torch.device | str) -> tuple[Tensor, Tensor]:
@@ -146,8 +158,11 @@ class KernelMixup:
             raise ValueError(f"generator is on {gen.device} but the inputs are on {device}")
         perm = torch.randperm(batch, device=device, generator=gen)
         n = batch if self.mode == "elem" else 1
-        concentration = torch.full((n, 2), self.alpha, dtype=torch.float64, device=device)
-        lam = torch._sample_dirichlet(concentration, generator=gen)[:, 0]
+        boosted = torch.full((n, 2), self.alpha + 1.0, dtype=torch.float64, device=device)
+        uniform = 1.0 - torch.rand((n, 2), dtype=torch.float64, device=device, generator=gen)
+        log_gamma = torch._standard_gamma(boosted, generator=gen).log()
+        log_gamma = log_gamma + uniform.log() / self.alpha
+        lam = torch.sigmoid(log_gamma[:, 0] - log_gamma[:, 1])
         if self.dominant_anchor:
             lam = torch.maximum(lam, 1.0 - lam)
         return perm, (lam if self.mode == "elem" else lam[0])
@@ -158,11 +173,18 @@ class KernelMixup:
         return None
 
     def mix(
-        self, x: Tensor, perm: Tensor, lam: Tensor, feats: Tensor | None = None
+        self,
+        x: Tensor,
+        perm: Tensor,
+        lam: Tensor,
+        feats: Tensor | None = None,
+        inplace: bool | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """:func:`kmixup.functional.kernel_mix` with this mixer's settings, for a draw
-        from :meth:`sample`. Returns ``(mixed_x, coeff)``."""
-        return kernel_mix(
+        """:func:`kmixup.functional.kernel_mix` (or ``kernel_mix_`` when ``inplace``,
+        default the mixer's setting) with this mixer's settings, for a draw from
+        :meth:`sample`. Returns ``(mixed_x, coeff)``."""
+        mix = kernel_mix_ if (self.inplace if inplace is None else inplace) else kernel_mix
+        return mix(
             x,
             perm,
             lam,
@@ -204,22 +226,27 @@ class KernelMixup:
         self.last_coeff, self.last_target_coeff = coeff, target_coeff
 
     def __call__(
-        self, x: Tensor, target: Tensor, feats: Tensor | None = None
+        self,
+        x: Tensor,
+        target: Tensor,
+        feats: Tensor | None = None,
+        inplace: bool | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Mix a batch.
 
         Args:
-            x: Floating inputs ``[B, ...]``, ``B >= 2``.
+            x: Floating inputs ``[B, ...]``; ``B < 2`` passes through unmixed.
             target: Class indices ``[B]``, soft labels ``[B, C]`` or regression targets.
             feats: Optional features ``[B, ...]`` for the similarity (default ``x``).
+            inplace: Override the mixer's ``inplace`` setting for this call.
 
         Returns:
             ``(mixed_x, mixed_target)``.
         """
         C.check_floating(x, "x")
-        C.check_batched(x, "x", min_batch=2)
+        C.check_batched(x, "x", min_batch=0)
         perm, lam = self.sample(x.shape[0], x.device)
-        mixed, coeff = self.mix(x, perm, lam, feats)
+        mixed, coeff = self.mix(x, perm, lam, feats, inplace)
         mixed_target, target_coeff = self.mix_target(target, perm, lam, coeff)
         self.record(perm, lam, coeff, target_coeff)
         return mixed, mixed_target
@@ -236,6 +263,7 @@ class Mixup(KernelMixup):
         mode: ``"elem"`` (a coefficient per sample) or ``"batch"`` (one per batch).
         label_smoothing: In [0, 1), applied to class-index targets.
         generator: Optional ``torch.Generator`` on the inputs' device.
+        inplace: Mix ``x`` in place (see :class:`KernelMixup`).
     """
 
     def __init__(
@@ -245,6 +273,7 @@ class Mixup(KernelMixup):
         mode: str = "elem",
         label_smoothing: float = 0.0,
         generator: torch.Generator | None = None,
+        inplace: bool = False,
     ) -> None:
         super().__init__(
             num_classes=num_classes,
@@ -253,6 +282,7 @@ class Mixup(KernelMixup):
             mode=mode,
             label_smoothing=label_smoothing,
             generator=generator,
+            inplace=inplace,
         )
 
     def __repr__(self) -> str:

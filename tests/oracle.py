@@ -1,4 +1,4 @@
-"""Independent numpy/scipy implementation of DESIGN.md's algorithm (steps 1-5).
+"""Independent numpy/scipy implementation of the algorithm of docs/design.md (steps 1-5).
 
 Deliberately shares no code with ``kmixup``: everything is float64 numpy, the special
 functions come from scipy, and their limits (shape 0 or inf, where scipy returns NaN)
@@ -56,11 +56,18 @@ def tau(d: np.ndarray, tau_max: float, tau_std: float, mean: float | None = None
         return np.exp(np.log(tau_max) - exponent)
 
 
-def coefficients(f, perm, lam, tau_max=1.0, tau_std=0.25, warping="beta_cdf", mean=None):
+def coefficients(
+    f, perm, lam, tau_max=1.0, tau_std=0.25, warping="beta_cdf", mean=None, dist_dtype=None
+):
+    """``dist_dtype``: the type the distances are rounded to (np.float32 for float32,
+    float16 and bfloat16 features), so that one beyond its range is inf."""
     lam = np.broadcast_to(np.asarray(lam, float), (len(perm),))
     if warping == "none":
         return lam.copy()
     d = sq_dist(f, perm)
+    if dist_dtype is not None:
+        with np.errstate(over="ignore"):
+            d = d.astype(dist_dtype).astype(float)
     t = tau(d, tau_max, tau_std, mean)
     with np.errstate(divide="ignore"):
         if warping == "beta_cdf":

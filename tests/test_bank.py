@@ -53,8 +53,9 @@ def test_bad_calls_raise_named_errors(call, err, match):
     "kwargs, err, match",
     [
         ({"num_samples": 0, "dim": 3}, ValueError, "num_samples"),
-        ({"num_samples": 5, "dim": 2.0}, ValueError, "dim"),
+        ({"num_samples": 5, "dim": 2.0}, TypeError, "dim"),
         ({"num_samples": 5, "dim": 3, "dtype": torch.int64}, TypeError, "dtype"),
+        ({"num_samples": 5, "dim": 3, "dtype": torch.float8_e4m3fn}, TypeError, "dtype"),
     ],
 )
 def test_bad_construction_raises(kwargs, err, match):

@@ -59,6 +59,13 @@ def _worker(rank, store_path, out_dir):
         mixed, mixed_y = mixer(x, y)
         results["mixer"] = (mixed, mixed_y, mixer.last_perm, mixer.last_lam,
                             mixer.last_coeff, mixer.last_target_coeff)
+        # A last batch of one sample on rank 1 (no drop_last): the rank still takes part in
+        # the all-reduce, or rank 0 would wait forever.
+        n = BATCH if rank == 0 else 1
+        small_perm = perm if rank == 0 else torch.tensor([0])
+        results["small"] = F.kernel_mix(
+            x[:n], small_perm, lam[:n], tau_std=1.0, process_group=dist.group.WORLD
+        )
         torch.save(results, f"{out_dir}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -132,3 +139,12 @@ def test_without_an_initialised_group_global_mean_is_the_local_mean():
     mixer(x, y)
     expected = oracle.coefficients(x.numpy(), mixer.last_perm.numpy(), mixer.last_lam.numpy())
     np.testing.assert_allclose(mixer.last_coeff.numpy(), expected, rtol=1e-9, atol=1e-12)
+
+
+def test_a_rank_with_a_batch_of_one_joins_the_collective_and_stays_unmixed(rank_results):
+    (x0, perm0, lam0, _), (x1, _, _, _) = rank_batch(0), rank_batch(1)
+    mixed, coeff = rank_results[1]["small"]
+    assert coeff.tolist() == [1.0] and torch.equal(mixed, x1[:1])
+    # Rank 1 contributes nothing to the mean: rank 0's coefficients are its local ones.
+    expected = oracle.coefficients(x0.numpy(), perm0.numpy(), lam0.numpy(), tau_std=1.0)
+    np.testing.assert_allclose(rank_results[0]["small"][1].numpy(), expected, rtol=1e-9)

@@ -397,7 +397,12 @@ META = torch.device("meta")  # a second device that exists without an accelerato
     [
         (dict(x=torch.ones(4, 3, dtype=torch.int64)), TypeError, "x"),
         (dict(x=[[1.0]] * 4), TypeError, "x"),
-        (dict(x=torch.randn(1, 3), perm=torch.tensor([0]), lam=0.5), ValueError, "x"),
+        (dict(x=torch.randn(4, 3).to(torch.float8_e4m3fn)), TypeError, "x"),
+        (dict(feats=torch.randn(4, 3).to(torch.float8_e5m2)), TypeError, "feats"),
+        (dict(perm=torch.tensor([1, 2, 3, 1 << 40]), validate=False), IndexError, "perm"),
+        (dict(perm=torch.tensor([-1, 2, 3, 0]), validate=False), IndexError, "perm"),
+        (dict(lam=1.5, validate=False), ValueError, "lam"),  # a Python float: no sync to check
+        (dict(process_group="world"), TypeError, "process_group"),
         (dict(x=torch.tensor(1.0)), ValueError, "x"),
         (dict(perm=PERM.float()), TypeError, "perm"),
         (dict(perm=PERM.short()), TypeError, "perm"),
@@ -437,7 +442,7 @@ def test_kernel_mix_rejects_bad_input(kwargs, err, name):
 
 def test_validate_false_skips_value_checks():
     # Not a permutation and lam > 1, but only metadata is checked.
-    F.kernel_mix(X, torch.tensor([0, 0, 1, 2]), 1.5, validate=False)
+    F.kernel_mix(X, torch.tensor([0, 0, 1, 2]), torch.tensor(1.5), validate=False)
     F.mix_targets(torch.tensor([0, 9, 1, 2]), PERM, torch.rand(4), num_classes=10,
                   validate=False)
 
@@ -456,7 +461,7 @@ def test_validate_none_skips_value_checks_while_compiling(monkeypatch):
     [
         (dict(num_classes=None), ValueError, "num_classes"),
         (dict(num_classes=0), ValueError, "num_classes"),
-        (dict(num_classes=2.5), ValueError, "num_classes"),
+        (dict(num_classes=2.5), TypeError, "num_classes"),
         (dict(y=torch.tensor([0, 1, 2, 4])), ValueError, "y"),
         (dict(y=torch.tensor([0, -1, 2, 3])), ValueError, "y"),
         (dict(y=torch.tensor([0, 1, 2, 4]), validate=True), ValueError, "y"),

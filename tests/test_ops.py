@@ -89,6 +89,11 @@ def _opcheck_cases():
                                    "beta_cdf")))
     cases.append((ops.kernel_mix, (x.bfloat16(), perm, lam32, x.bfloat16(), 1.0, 0.25,
                                    "beta_cdf")))
+    for warping in ("inverse_beta_cdf", "none"):
+        cases.append((ops.kernel_mix_out, (x32.detach(), perm, lam32, feats, 1.0, 0.25, warping,
+                                           torch.empty_like(x32))))
+        cases.append((ops.kernel_mix_, (x32.detach().clone(), perm, lam32, feats, 1.0, 0.25,
+                                        warping)))
     return cases
 
 
@@ -179,17 +184,18 @@ def test_pair_sq_dist_and_interpolate_compiled_match_pure(dtype):
 
 
 @needs_compiled
-def test_bfloat16_rows_round_bit_for_bit_like_torch():
-    """The vectorised bfloat16 load/store: widening exact, narrowing to nearest even, NaN
-    and inf kept, overflow to inf, including values that round at a tie."""
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_rows_round_bit_for_bit_like_torch(dtype):
+    """The vectorised bfloat16/float16 load/store: widening exact, narrowing to nearest
+    even, NaN and inf kept, overflow to inf, subnormals, values that round at a tie."""
     bits = torch.randint(-(2**15), 2**15, (8, 4099), generator=gen(40), dtype=torch.int32)
-    x = bits.to(torch.int16).view(torch.bfloat16)  # every bfloat16 pattern, NaNs included
-    x[:, :4] = torch.tensor([float("inf"), -float("inf"), 3.3895e38, 1.0])
+    x = bits.to(torch.int16).view(dtype)  # every bit pattern, NaNs and subnormals included
+    x[:, :4] = torch.tensor([float("inf"), -float("inf"), torch.finfo(dtype).max, 1.0])
     perm = torch.tensor([1, 2, 3, 4, 5, 6, 7, 0])
     # Weights 0.5 put many results exactly half-way between two bfloat16 values.
     coeff = torch.tensor([0.5, 0.5, 0.25, 0.75, 0.3, 0.9, 0.5, 0.5])
     xf, cf = x.float(), coeff[:, None]
-    want = (cf * xf + (1 - cf) * xf[perm]).bfloat16()
+    want = (cf * xf + (1 - cf) * xf[perm]).to(dtype)
     got = ops.interpolate(x, perm, coeff)
     assert torch.equal(got.view(torch.int16), want.view(torch.int16)) or torch.equal(
         torch.where(want.isnan(), 0, got.view(torch.int16)),

@@ -14,20 +14,35 @@ at::Tensor interpolate_cpu(const at::Tensor& x, const at::Tensor& perm, const at
   check_batch_and_perm(x, "x", perm);
   check_coefficients(coeff, "coeff", x);
   const at::Tensor perm_c = perm.contiguous();
-  return mix_batch(row_dense(x), perm_c.const_data_ptr<int64_t>(), coeff, /*adjoint=*/false);
+  check_perm_range(perm_c.const_data_ptr<int64_t>(), x.size(0));
+  const at::Tensor rows = row_dense(x);
+  at::Tensor out = empty_rows_like(rows);
+  mix_batch(rows, perm_c.const_data_ptr<int64_t>(), coeff, /*adjoint=*/false, out);
+  return out;
 }
 
 // grad_x[j] = coeff[j] * grad[j] + (1 - coeff[q]) * grad[q] with q the sample whose partner
-// is j (perm[q] == j).
+// is j (perm[q] == j). That single q exists only for a permutation: any other index vector
+// is refused here rather than given a wrong gradient.
 at::Tensor interpolate_backward_cpu(const at::Tensor& grad, const at::Tensor& perm,
                                     const at::Tensor& coeff) {
   check_batch_and_perm(grad, "grad", perm);
   check_coefficients(coeff, "coeff", grad);
   const at::Tensor perm_c = perm.contiguous();
+  const int64_t batch = grad.size(0);
   const int64_t* partner = perm_c.const_data_ptr<int64_t>();
-  std::vector<int64_t> source(grad.size(0));
-  for (int64_t i = 0; i < grad.size(0); ++i) source[partner[i]] = i;
-  return mix_batch(row_dense(grad), source.data(), coeff, /*adjoint=*/true);
+  check_perm_range(partner, batch);
+  std::vector<int64_t> source(batch, -1);
+  for (int64_t i = 0; i < batch; ++i) {
+    TORCH_CHECK_VALUE(source[partner[i]] < 0, "kmixup: perm must be a permutation of 0..",
+                      batch - 1, " for the gradient of interpolate/kernel_mix, but ",
+                      partner[i], " appears twice");
+    source[partner[i]] = i;
+  }
+  const at::Tensor rows = row_dense(grad);
+  at::Tensor out = empty_rows_like(rows);
+  mix_batch(rows, source.data(), coeff, /*adjoint=*/true, out);
+  return out;
 }
 
 }  // namespace

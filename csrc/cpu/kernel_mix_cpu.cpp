@@ -13,18 +13,20 @@
 namespace kmixup::cpu {
 namespace {
 
-// Squared distance of every sample to its partner, in double. f must be row-dense.
-std::vector<double> sq_dists(const at::Tensor& f, const at::Tensor& perm) {
+// Squared distance of every sample to its partner, as pair_sq_dist returns it: rounded to
+// the accumulation type (float32 for float/half/bfloat16 rows), so a distance beyond its
+// range is inf on every backend and follows the non-finite rule. f must be row-dense and
+// perm's values checked. Pairs are visited in cycle order (rows.h).
+std::vector<double> sq_dists(const at::Tensor& f, const int64_t* partner) {
   const int64_t batch = f.size(0), row = row_length(f);
-  const int64_t* partner = perm.data_ptr<int64_t>();
   std::vector<double> dist(batch);
   KMIXUP_DISPATCH_FLOATING(f.scalar_type(), "kmixup_sq_dists", [&] {
     const scalar_t* data = f.const_data_ptr<scalar_t>();
-    at::parallel_for(0, batch, rows_per_task(row), [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        dist[i] = row_sq_dist(data + i * row, data + partner[i] * row, row);
-      }
-    });
+    for_each_pair(cycle_walk(partner, batch, row), partner, batch, row,
+                  [&](int64_t i, int64_t j) {
+                    dist[i] = static_cast<acc_t<scalar_t>>(
+                        row_sq_dist(data + i * row, data + j * row, row));
+                  });
   });
   return dist;
 }
@@ -32,7 +34,9 @@ std::vector<double> sq_dists(const at::Tensor& f, const at::Tensor& perm) {
 at::Tensor pair_sq_dist_cpu(const at::Tensor& f, const at::Tensor& perm) {
   check_batch_and_perm(f, "f", perm);
   const auto dtype = acc_dtype(f);
-  const auto dist = sq_dists(row_dense(f), perm.contiguous());
+  const at::Tensor perm_c = perm.contiguous();
+  check_perm_range(perm_c.const_data_ptr<int64_t>(), f.size(0));
+  const auto dist = sq_dists(row_dense(f), perm_c.const_data_ptr<int64_t>());
   at::Tensor out = at::empty({f.size(0)}, f.options().dtype(dtype));
   AT_DISPATCH_FLOATING_TYPES(dtype, "kmixup_pair_sq_dist", [&] {
     scalar_t* data = out.data_ptr<scalar_t>();
@@ -41,20 +45,23 @@ at::Tensor pair_sq_dist_cpu(const at::Tensor& f, const at::Tensor& perm) {
   return out;
 }
 
-std::tuple<at::Tensor, at::Tensor> kernel_mix_cpu(const at::Tensor& x, const at::Tensor& perm,
-                                                  const at::Tensor& lam, const at::Tensor& feats,
-                                                  double tau_max, double tau_std,
-                                                  c10::string_view warping_name) {
+// The fused op, writing the mixed batch into out: a row-dense tensor in x's layout, which
+// may be x itself (in place). Returns the coefficients.
+at::Tensor kernel_mix_into(const at::Tensor& x, const at::Tensor& perm, const at::Tensor& lam,
+                           const at::Tensor& feats, double tau_max, double tau_std,
+                           c10::string_view warping_name, const at::Tensor& out) {
   const int warping = check_kernel_mix(x, perm, lam, feats, std::string(warping_name));
   const int64_t batch = x.size(0);
   const at::Tensor perm_c = perm.contiguous();
+  const int64_t* partner = perm_c.const_data_ptr<int64_t>();
+  check_perm_range(partner, batch);
   const at::Tensor lam64 = lam.to(at::kDouble).contiguous();
   const double* lam_data = lam64.const_data_ptr<double>();
 
   std::vector<double> dist(batch, 0.0);
   double mean = 0.0;
   if (warping != kNone) {
-    dist = sq_dists(row_dense(feats), perm_c);
+    dist = sq_dists(row_dense(feats), partner);
     // The mean leaves out non-finite distances: their pairs stay unmixed (coefficient 1).
     int64_t finite = 0;
     for (double d : dist) {
@@ -68,20 +75,43 @@ std::tuple<at::Tensor, at::Tensor> kernel_mix_cpu(const at::Tensor& x, const at:
   const auto coeff_dtype = acc_dtype(x);
   at::Tensor coeff = at::empty({batch}, x.options().dtype(coeff_dtype));
   AT_DISPATCH_FLOATING_TYPES(coeff_dtype, "kmixup_coefficients", [&] {
-    scalar_t* out = coeff.data_ptr<scalar_t>();
+    scalar_t* k = coeff.data_ptr<scalar_t>();
     // A warp costs up to a few microseconds (the inverse runs Newton), so B of them are
     // worth spreading over the threads.
     at::parallel_for(0, batch, 16, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
-        out[i] = static_cast<scalar_t>(
+        k[i] = static_cast<scalar_t>(
             pair_coefficient(dist[i], mean, lam_data[i], tau_max, tau_std, warping));
       }
     });
   });
+  mix_batch(out.data_ptr() == x.data_ptr() ? x : row_dense(x), partner, coeff,
+            /*adjoint=*/false, out);
+  return coeff;
+}
 
-  at::Tensor mixed =
-      mix_batch(row_dense(x), perm_c.const_data_ptr<int64_t>(), coeff, /*adjoint=*/false);
+std::tuple<at::Tensor, at::Tensor> kernel_mix_cpu(const at::Tensor& x, const at::Tensor& perm,
+                                                  const at::Tensor& lam, const at::Tensor& feats,
+                                                  double tau_max, double tau_std,
+                                                  c10::string_view warping) {
+  check_float(x, "x");
+  at::Tensor mixed = empty_rows_like(x);
+  at::Tensor coeff = kernel_mix_into(x, perm, lam, feats, tau_max, tau_std, warping, mixed);
   return {mixed, coeff};
+}
+
+at::Tensor kernel_mix_out_cpu(const at::Tensor& x, const at::Tensor& perm, const at::Tensor& lam,
+                              const at::Tensor& feats, double tau_max, double tau_std,
+                              c10::string_view warping, at::Tensor& out) {
+  check_out(out, x);
+  return kernel_mix_into(x, perm, lam, feats, tau_max, tau_std, warping, out);
+}
+
+at::Tensor kernel_mix_inplace_cpu(at::Tensor& x, const at::Tensor& perm, const at::Tensor& lam,
+                                  const at::Tensor& feats, double tau_max, double tau_std,
+                                  c10::string_view warping) {
+  check_in_place(x);
+  return kernel_mix_into(x, perm, lam, feats, tau_max, tau_std, warping, x);
 }
 
 }  // namespace
@@ -89,6 +119,8 @@ std::tuple<at::Tensor, at::Tensor> kernel_mix_cpu(const at::Tensor& x, const at:
 TORCH_LIBRARY_IMPL(kmixup, CPU, m) {
   m.impl("pair_sq_dist", &pair_sq_dist_cpu);
   m.impl("kernel_mix", &kernel_mix_cpu);
+  m.impl("kernel_mix_out", &kernel_mix_out_cpu);
+  m.impl("kernel_mix_", &kernel_mix_inplace_cpu);
 }
 
 }  // namespace kmixup::cpu

@@ -71,11 +71,11 @@ at::Tensor pair_sq_dist_cuda(const at::Tensor& f, const at::Tensor& perm) {
   return out;
 }
 
-std::tuple<at::Tensor, at::Tensor> kernel_mix_cuda(const at::Tensor& x, const at::Tensor& perm,
-                                                   const at::Tensor& lam,
-                                                   const at::Tensor& feats, double tau_max,
-                                                   double tau_std,
-                                                   c10::string_view warping_name) {
+// The fused op into out, a row-dense tensor in x's layout that does not overlap x (the
+// rows of a block are read while other blocks write theirs). Returns the coefficients.
+at::Tensor kernel_mix_into(const at::Tensor& x, const at::Tensor& perm, const at::Tensor& lam,
+                           const at::Tensor& feats, double tau_max, double tau_std,
+                           c10::string_view warping_name, const at::Tensor& out) {
   const int warping = check_kernel_mix(x, perm, lam, feats, std::string(warping_name));
   check_cuda(x, "x");
   const DType x_dtype = dtype_of(x, "x"), feats_dtype = dtype_of(feats, "feats");
@@ -85,9 +85,8 @@ std::tuple<at::Tensor, at::Tensor> kernel_mix_cuda(const at::Tensor& x, const at
   // With warping "none" the features are never read: no copy for them.
   const at::Tensor f_rows = warping == kNone ? feats : row_dense(feats);
   const at::Tensor perm_c = perm.contiguous();
-  at::Tensor mixed = at::empty_like(x_rows);
   at::Tensor coeff = at::empty({batch}, x.options().dtype(acc_dtype(x)));
-  if (batch == 0) return {mixed, coeff};
+  if (batch == 0) return coeff;
   const int64_t f_row = row_length(f_rows);
   const at::Tensor ws = workspace(kernel_mix_workspace_bytes(batch, f_row, feats_dtype, warping), x);
   KernelMixArgs args{};
@@ -103,15 +102,44 @@ std::tuple<at::Tensor, at::Tensor> kernel_mix_cuda(const at::Tensor& x, const at
   args.tau_max = tau_max;
   args.tau_std = tau_std;
   args.warping = warping;
-  args.out = mixed.data_ptr();
+  args.out = out.data_ptr();
   args.coeff = coeff.data_ptr();
   C10_CUDA_CHECK(launch_kernel_mix(args, data_or_null(ws), current_stream()));
+  return coeff;
+}
+
+std::tuple<at::Tensor, at::Tensor> kernel_mix_cuda(const at::Tensor& x, const at::Tensor& perm,
+                                                   const at::Tensor& lam,
+                                                   const at::Tensor& feats, double tau_max,
+                                                   double tau_std, c10::string_view warping) {
+  check_float(x, "x");
+  at::Tensor mixed = at::empty(x.sizes(), x.options().memory_format(row_memory_format(x)));
+  at::Tensor coeff = kernel_mix_into(x, perm, lam, feats, tau_max, tau_std, warping, mixed);
   return {mixed, coeff};
 }
 
-template <cudaError_t (*Launch)(const InterpolateArgs&, cudaStream_t)>
+at::Tensor kernel_mix_out_cuda(const at::Tensor& x, const at::Tensor& perm,
+                               const at::Tensor& lam, const at::Tensor& feats, double tau_max,
+                               double tau_std, c10::string_view warping, at::Tensor& out) {
+  check_out(out, x);
+  return kernel_mix_into(x, perm, lam, feats, tau_max, tau_std, warping, out);
+}
+
+// Blocks mix rows concurrently, so x[perm[i]] may already be overwritten when row i reads
+// it: the GPU mixes into a fresh buffer and copies back (on the CPU the cycle walk makes
+// true in-place mixing safe).
+at::Tensor kernel_mix_inplace_cuda(at::Tensor& x, const at::Tensor& perm, const at::Tensor& lam,
+                                   const at::Tensor& feats, double tau_max, double tau_std,
+                                   c10::string_view warping) {
+  check_in_place(x);
+  auto [mixed, coeff] = kernel_mix_cuda(x, perm, lam, feats, tau_max, tau_std, warping);
+  x.copy_(mixed);
+  return coeff;
+}
+
+// interpolate, or its adjoint (which first inverts perm in a workspace).
 at::Tensor mix_rows(const at::Tensor& x, const char* x_name, const at::Tensor& perm,
-                    const at::Tensor& coeff) {
+                    const at::Tensor& coeff, bool backward) {
   check_batch_and_perm(x, x_name, perm);
   check_cuda(x, x_name);
   check_coefficients(coeff, "coeff", x);
@@ -120,21 +148,25 @@ at::Tensor mix_rows(const at::Tensor& x, const char* x_name, const at::Tensor& p
   const at::Tensor rows = row_dense(x);
   const at::Tensor perm_c = perm.contiguous();
   at::Tensor out = at::empty_like(rows);
-  if (out.numel() == 0) return out;
-  C10_CUDA_CHECK(Launch({rows.const_data_ptr(), dtype, x.size(0), row_length(rows),
-                         perm_c.const_data_ptr<int64_t>(), coefficients_of(coeff),
-                         out.data_ptr()},
-                        current_stream()));
+  const InterpolateArgs args{rows.const_data_ptr(), dtype,        x.size(0),
+                             row_length(rows),      perm_c.const_data_ptr<int64_t>(),
+                             coefficients_of(coeff), out.data_ptr()};
+  if (!backward) {
+    if (out.numel() > 0) C10_CUDA_CHECK(launch_interpolate(args, current_stream()));
+    return out;
+  }
+  const at::Tensor ws = workspace(interpolate_backward_workspace_bytes(x.size(0)), x);
+  C10_CUDA_CHECK(launch_interpolate_backward(args, data_or_null(ws), current_stream()));
   return out;
 }
 
 at::Tensor interpolate_cuda(const at::Tensor& x, const at::Tensor& perm, const at::Tensor& coeff) {
-  return mix_rows<launch_interpolate>(x, "x", perm, coeff);
+  return mix_rows(x, "x", perm, coeff, /*backward=*/false);
 }
 
 at::Tensor interpolate_backward_cuda(const at::Tensor& grad, const at::Tensor& perm,
                                      const at::Tensor& coeff) {
-  return mix_rows<launch_interpolate_backward>(grad, "grad", perm, coeff);
+  return mix_rows(grad, "grad", perm, coeff, /*backward=*/true);
 }
 
 template <cudaError_t (*Launch)(const SpecialArgs&, cudaStream_t)>
@@ -167,6 +199,8 @@ TORCH_LIBRARY_IMPL(kmixup, CUDA, m) {
   m.impl("betaincinv", &betaincinv_cuda);
   m.impl("pair_sq_dist", &pair_sq_dist_cuda);
   m.impl("kernel_mix", &kernel_mix_cuda);
+  m.impl("kernel_mix_out", &kernel_mix_out_cuda);
+  m.impl("kernel_mix_", &kernel_mix_inplace_cuda);
   m.impl("interpolate", &interpolate_cuda);
   m.impl("interpolate_backward", &interpolate_backward_cuda);
 }

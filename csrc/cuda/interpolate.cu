@@ -1,10 +1,12 @@
 // interpolate and interpolate_backward: one kernel that mixes two source rows into one
 // destination row, one block per (row, chunk), with no atomics.
 //
-// Forward, block of row i:  out[i]       = c[i] * x[i] + (1 - c[i]) * x[perm[i]]
-// Backward, block of row i: out[perm[i]] = c[perm[i]] * g[perm[i]] + (1 - c[i]) * g[i]
-// The backward writes row perm[i] from the block of row i: perm is a permutation, so every
-// output row is written by exactly one block, without building the inverse permutation.
+// Forward, block of row i:  out[i] = c[i] * x[i] + (1 - c[i]) * x[perm[i]]
+// Backward, block of row j: out[j] = c[j] * g[j] + (1 - c[q]) * g[q], q = source[j] the
+// sample whose partner is j. source, the inverse permutation, is built first by one small
+// kernel with atomics, which also traps on a perm that is not a permutation (a duplicate
+// would leave some gradient row without its q): every output row has exactly one writer
+// and nothing reads uninitialised memory.
 // Weights (1, 0) and (0, 1) make the row an exact copy of one source, and the other source
 // is never read (a NaN in it cannot leak; those rows also cost one read instead of two).
 #include "cuda/rows.cuh"
@@ -17,11 +19,27 @@ struct MixParams {
   const T* __restrict__ src;
   T* __restrict__ dst;
   int64_t batch, row_len, chunks, chunk_elems;
-  const int64_t* __restrict__ perm;
+  const int64_t* __restrict__ other;
   Coefficients coeff;
-  bool backward;
+  bool adjoint;
   acc_t<T>* coeff_out;
 };
+
+constexpr unsigned long long kUnset = ~0ull;  // what cudaMemsetAsync(0xFF) leaves
+
+// source[perm[i]] = i for every i; source must hold kUnset on entry.
+__global__ void invert_perm_kernel(const int64_t* __restrict__ perm, int64_t batch,
+                                   unsigned long long* __restrict__ source) {
+  const int64_t step = int64_t{gridDim.x} * blockDim.x;
+  for (int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; i < batch; i += step) {
+    const int64_t j = perm[i];
+    KMIXUP_CHECK_INDEX(j, batch);
+    const unsigned long long previous =
+        atomicCAS(source + j, kUnset, static_cast<unsigned long long>(i));
+    KMIXUP_DEVICE_CHECK(previous == kUnset,
+                        "kmixup: perm must be a permutation for the gradient of interpolate");
+  }
+}
 
 template <typename T, int N>
 __device__ __forceinline__ void copy_range(const T* __restrict__ src, T* __restrict__ dst,
@@ -57,18 +75,16 @@ template <typename T, int N>
 __global__ void __launch_bounds__(kThreads) mix_rows_kernel(const MixParams<T> p) {
   using A = acc_t<T>;
   const Chunk c = block_chunk(p.chunks, p.chunk_elems, p.row_len);
-  const int64_t partner = p.perm[c.row];
+  const int64_t partner = p.other[c.row];
   KMIXUP_CHECK_INDEX(partner, p.batch);
-  const int64_t row_a = p.backward ? partner : c.row;  // also the destination row
-  const int64_t row_b = p.backward ? c.row : partner;
   const A k = load_coeff<A>(p.coeff, c.row);
-  const A wa = p.backward ? load_coeff<A>(p.coeff, partner) : k;
-  const A wb = A(1) - k;
+  const A wa = k;
+  const A wb = A(1) - (p.adjoint ? load_coeff<A>(p.coeff, partner) : k);
   if (p.coeff_out != nullptr && c.index == 0 && threadIdx.x == 0) p.coeff_out[c.row] = k;
 
-  const T* a = p.src + row_a * p.row_len;
-  const T* b = p.src + row_b * p.row_len;
-  T* dst = p.dst + row_a * p.row_len;
+  const T* a = p.src + c.row * p.row_len;
+  const T* b = p.src + partner * p.row_len;
+  T* dst = p.dst + c.row * p.row_len;
   if (wa == A(1) && wb == A(0)) {
     copy_range<T, N>(a, dst, c.begin, c.end);
   } else if (wa == A(0) && wb == A(1)) {
@@ -88,9 +104,9 @@ cudaError_t launch_typed(const MixLaunch& args, cudaStream_t stream) {
                        args.row_len,
                        plan.chunks,
                        plan.chunk_elems,
-                       args.perm,
+                       args.other,
                        args.coeff,
-                       args.backward,
+                       args.adjoint,
                        static_cast<acc_t<T>*>(args.coeff_out)};
   const auto grid = static_cast<unsigned int>(args.batch * plan.chunks);
   if (packable(args.row_len, sizeof(T), args.src, args.dst)) {
@@ -117,15 +133,32 @@ namespace kmixup::cuda {
 cudaError_t launch_interpolate(const InterpolateArgs& args, cudaStream_t stream) {
   if (args.row_len == 0) return cudaSuccess;
   return detail::launch_mix_rows({args.x, args.out, args.dtype, args.batch, args.row_len,
-                                  args.perm, args.coeff, /*backward=*/false, nullptr},
+                                  args.perm, args.coeff, /*adjoint=*/false, nullptr},
                                  stream);
 }
 
-cudaError_t launch_interpolate_backward(const InterpolateArgs& args, cudaStream_t stream) {
-  if (args.row_len == 0) return cudaSuccess;
-  return detail::launch_mix_rows({args.x, args.out, args.dtype, args.batch, args.row_len,
-                                  args.perm, args.coeff, /*backward=*/true, nullptr},
-                                 stream);
+size_t interpolate_backward_workspace_bytes(int64_t batch) {
+  return static_cast<size_t>(batch) * sizeof(unsigned long long);
+}
+
+cudaError_t launch_interpolate_backward(const InterpolateArgs& args, void* workspace,
+                                        cudaStream_t stream) {
+  if (args.batch == 0) return cudaSuccess;
+  if (workspace == nullptr) return cudaErrorInvalidValue;
+  auto* source = static_cast<unsigned long long*>(workspace);
+  cudaError_t err = cudaMemsetAsync(source, 0xFF, interpolate_backward_workspace_bytes(args.batch),
+                                    stream);
+  if (err != cudaSuccess) return err;
+  constexpr int kInvertThreads = 256;
+  const int64_t blocks = detail::ceil_div(args.batch, kInvertThreads);
+  detail::invert_perm_kernel<<<static_cast<unsigned int>(blocks < 65535 ? blocks : 65535),
+                               kInvertThreads, 0, stream>>>(args.perm, args.batch, source);
+  err = cudaGetLastError();
+  if (err != cudaSuccess || args.row_len == 0) return err;
+  return detail::launch_mix_rows(
+      {args.x, args.out, args.dtype, args.batch, args.row_len,
+       reinterpret_cast<const int64_t*>(source), args.coeff, /*adjoint=*/true, nullptr},
+      stream);
 }
 
 }  // namespace kmixup::cuda

@@ -249,7 +249,7 @@ cudaError_t launch_kernel_mix(const KernelMixArgs& args, void* workspace, cudaSt
   if (args.batch == 0) return cudaSuccess;
   const bool coeff_double = args.x_dtype == DType::kFloat64;
   detail::MixLaunch mix{args.x,         args.out,     args.x_dtype, args.batch,
-                        args.x_row_len, args.perm,    args.lam,     /*backward=*/false,
+                        args.x_row_len, args.perm,    args.lam,     /*adjoint=*/false,
                         /*coeff_out=*/args.coeff};
   if (args.warping == kmixup::kNone) return detail::launch_mix_rows(mix, stream);
 

@@ -4,7 +4,7 @@
 // Conventions shared by every launcher:
 // * x / f / grad are B rows of row_len elements, row i at data + i * row_len (each sample a
 //   dense block; the order inside a row does not matter as long as all rows share it).
-// * perm is int64 [B], a permutation of 0..B-1 (an index outside it traps on the device).
+// * perm is int64 [B] with values in [0, B) (a value outside traps on the device).
 // * Arithmetic is float for float/half/bfloat16 data and double for double data; the
 //   coefficients and distances written are of that type (float32 or float64).
 // * Nothing synchronises the host and nothing allocates: the workspace comes from the
@@ -69,7 +69,8 @@ cudaError_t launch_kernel_mix(const KernelMixArgs& args, void* workspace, cudaSt
 
 // out[i] = c[i] * x[i] + (1 - c[i]) * x[perm[i]] (interpolate), or its adjoint
 // out[perm[i]] = c[perm[i]] * x[perm[i]] + (1 - c[i]) * x[i] (interpolate_backward, x the
-// incoming gradient). c is converted to the arithmetic type first; a row whose weights are
+// incoming gradient; its workspace holds the inverse permutation, and a perm that is not a
+// permutation traps). c is converted to the arithmetic type first; a row whose weights are
 // (1, 0) or (0, 1) is an exact copy of one source row and never reads the other.
 struct InterpolateArgs {
   const void* x;
@@ -81,7 +82,9 @@ struct InterpolateArgs {
   void* out;
 };
 cudaError_t launch_interpolate(const InterpolateArgs& args, cudaStream_t stream);
-cudaError_t launch_interpolate_backward(const InterpolateArgs& args, cudaStream_t stream);
+size_t interpolate_backward_workspace_bytes(int64_t batch);
+cudaError_t launch_interpolate_backward(const InterpolateArgs& args, void* workspace,
+                                        cudaStream_t stream);
 
 // Elementwise out[i] = betainc(a[i], b[i], t[i]) (or betaincinv), evaluated in double.
 // dtype is kFloat32 or kFloat64 for all four arrays.

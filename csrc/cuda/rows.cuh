@@ -18,12 +18,14 @@ extern "C" {
                                                     unsigned int line,
                                                     const char* function) noexcept;
 }
-#define KMIXUP_CHECK_INDEX(i, n)                                                        \
-  do {                                                                                  \
-    if (!((i) >= 0 && (i) < (n))) {                                                     \
-      __assert_fail("perm values must lie in [0, B)", __FILE__, __LINE__, __func__);    \
-    }                                                                                   \
+#define KMIXUP_DEVICE_CHECK(cond, message)                    \
+  do {                                                        \
+    if (!(cond)) {                                            \
+      __assert_fail(message, __FILE__, __LINE__, __func__);   \
+    }                                                         \
   } while (0)
+#define KMIXUP_CHECK_INDEX(i, n) \
+  KMIXUP_DEVICE_CHECK((i) >= 0 && (i) < (n), "kmixup: perm values must lie in [0, B)")
 
 namespace kmixup::cuda::detail {
 
@@ -237,18 +239,20 @@ inline bool grid_fits(int64_t batch, const RowPlan& plan) {
   return batch <= INT32_MAX / plan.chunks;
 }
 
-// Mixes rows of `src` into `dst` (interpolate.cu); kernel_mix.cu reuses it for its second
-// launch. With coeff_out set (forward only), the chunk-0 block of row i also writes c[i] in
-// the arithmetic type: the kNone path of kernel_mix, whose coefficients are lam.
+// Mixes rows of `src` into `dst` (interpolate.cu): dst[i] = c[i] * src[i] + (1 - c[m]) *
+// src[j] with j = other[i] and m = i, or m = j for the adjoint (other is then the inverse
+// permutation). kernel_mix.cu reuses it for its second launch. With coeff_out set (forward
+// only), the chunk-0 block of row i also writes c[i] in the arithmetic type: the kNone path
+// of kernel_mix, whose coefficients are lam.
 struct MixLaunch {
   const void* src;
   void* dst;
   DType dtype;
   int64_t batch;
   int64_t row_len;
-  const int64_t* perm;
+  const int64_t* other;
   Coefficients coeff;
-  bool backward;
+  bool adjoint;
   void* coeff_out;
 };
 cudaError_t launch_mix_rows(const MixLaunch& args, cudaStream_t stream);
