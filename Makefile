@@ -19,7 +19,7 @@ CONSTRAINTS := $(VENV)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 
-.PHONY: venv test lint demo clean
+.PHONY: venv test lint fuzz demo clean
 
 venv: $(STAMP)
 
@@ -47,6 +47,11 @@ test: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
+
+# The fuzz test's long mode (make test runs 500 cases per backend): FUZZ_CASES per backend.
+FUZZ_CASES ?= 5000
+fuzz: venv
+	KMIXUP_EXPECT_COMPILED=cpu KMIXUP_FUZZ_CASES=$(FUZZ_CASES) $(PY) -m pytest -q -m fuzz tests/test_fuzz.py
 
 # The coefficient-vs-distance demonstration, then the quick calibration experiments.
 demo: venv

@@ -19,11 +19,24 @@ correct result) and ``lax`` (a named error, or any result: the contract says not
 about the value, e.g. ``lam = 1.5`` with ``validate=False``). At most one argument of a
 case is hostile, so a failure points at it.
 
+The targets form one table, ``TARGETS``: each entry is a generator registered with
+``@target(name, weight)`` that draws the arguments and returns a :class:`Case` holding
+the call (``run``) and its checker (``check``); ``weight`` is its share of the cases
+(``--list`` prints the table). The checkers compare with tests/oracle.py (numpy/scipy),
+widened only where the oracle itself needs help: scipy's incomplete beta is replaced
+where it is known to be wrong (shapes >= 1e7, subnormal x, shapes below 1e-280), and a
+coefficient may lie anywhere the oracle gives over the rounding of the float32
+distances, so a steep kernel does not fail on the last bit of a sum.
+
 A case is a function of (seed, index) alone. To replay one in this process::
 
     python tests/fuzz_cases.py --case 123                # the compiled backend
     KMIXUP_DISABLE_EXTENSION=1 python tests/fuzz_cases.py --case 123   # pure PyTorch
     python tests/fuzz_cases.py --case 123 --show         # print the case, do not run it
+    python tests/fuzz_cases.py --range 40 124            # a sequence, as a worker ran it
+
+(For a crash that needed earlier cases, add ``LD_PRELOAD=libc_malloc_debug.so.0
+MALLOC_CHECK_=3 MALLOC_PERTURB_=165`` as tests/test_fuzz.py does.)
 """
 
 from __future__ import annotations
@@ -120,7 +133,7 @@ class Case:
         return f"{self.target}({', '.join(parts)}){extras}"
 
 
-SHOWN_EXTRAS = ("grad", "ops", "feats_for")
+SHOWN_EXTRAS = ("grad", "ops")
 
 
 def show(value: Any, limit: int = 12) -> str:
@@ -310,6 +323,24 @@ def float_arg(rg: Rng, shape: tuple, hostile: bool = False, **kw) -> Arg:
     return Arg(t.to("meta"), BAD, "meta")
 
 
+def dense_rows(t: Any) -> bool:
+    """Contiguous, or channels_last(_3d): the layouts mixed in place (and out= buffers)."""
+    if not isinstance(t, torch.Tensor) or t.device.type == "meta":
+        return True
+    if t.is_contiguous():
+        return True
+    fmt_ = {4: torch.channels_last, 5: torch.channels_last_3d}.get(t.dim())
+    return fmt_ is not None and t.is_contiguous(memory_format=fmt_)
+
+
+def empty_like_rows(x: torch.Tensor) -> torch.Tensor:
+    """An uninitialised tensor like x, contiguous in x's row layout (a valid out=)."""
+    fmt_ = torch.contiguous_format
+    if x.dim() in (4, 5) and not x.is_contiguous() and dense_rows(x):
+        fmt_ = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
+    return torch.empty(x.shape, dtype=x.dtype, memory_format=fmt_)
+
+
 def batch_size(rg: Rng, min_batch: int = 0) -> int:
     sizes = [b for b in BATCHES if b >= min_batch]
     return rg.pick(sizes, BATCH_WEIGHTS[len(BATCHES) - len(sizes):])
@@ -433,8 +464,11 @@ def lam_arg(rg: Rng, batch: int, hostile: bool = False, *, validating: bool = Tr
         v = rg.uniform(size=batch)
         bad = rg.pick([1.5, -0.1, math.nan, math.inf, -1e-300])
         v[int(rg.integers(batch))] = bad
-        return Arg(torch.from_numpy(v).to(rg.pick([torch.float32, torch.float64])), value_kind,
-                   f"entry={bad}")
+        t = torch.from_numpy(v).to(rg.pick([torch.float32, torch.float64]))
+        w = np64(t)
+        if ((w >= 0) & (w <= 1)).all():  # -1e-300 is -0.0 in float32: valid after all
+            return Arg(t, OK, f"entry={bad} rounded into [0, 1]")
+        return Arg(t, value_kind, f"entry={bad}")
     if how == "type":
         which = rg.pick(["str", "None", "list", "ndarray", "bool", "int_tensor",
                          "complex_tensor", "float8_tensor", "np.float32"])
@@ -500,6 +534,17 @@ def np64(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().to(torch.float64).numpy()
 
 
+TINY_NORMAL = float(np.finfo(np.float64).tiny)
+
+
+def tiny_x_cdf(a, b, x) -> np.ndarray:
+    """I_x(a, b) for a subnormal x: the leading term x^a / (a B(a, b)) of its series, exact
+    to O(x); scipy loses up to 2e-7 there (0.99259834 for I(5e-324; 1e-5, 3), mpmath
+    0.99259813)."""
+    with np.errstate(all="ignore"):
+        return np.exp(a * np.log(x) - np.log(a) - sp.betaln(a, b))
+
+
 def sym_cdf(a, x) -> np.ndarray:
     """I(x; a, a) in float64: oracle.beta_cdf_sym (scipy, with the limits) below a = 1e7;
     above, where scipy loses accuracy (1e-3 off at a = 1e13), the normal approximation with
@@ -509,6 +554,8 @@ def sym_cdf(a, x) -> np.ndarray:
     a = np.where(a < 1e-280, 0.0, a)  # 0.5 + O(a) inside (0, 1): the a = 0 limit (scipy: NaN)
     with np.errstate(all="ignore"):
         out = oracle.beta_cdf_sym(np.where(big, 1.0, a), x)
+        tiny = (x > 0) & (x < TINY_NORMAL) & (a > 0) & np.isfinite(a)
+        out = np.where(tiny, tiny_x_cdf(a, a, x), out)
         z = (x - 0.5) * 2.0 * np.sqrt(2.0 * a + 1.0)
         kurt = -6.0 / (2.0 * a + 3.0)
         edge = sp.ndtr(z) - np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi) * kurt / 24 * (
@@ -567,6 +614,7 @@ def betainc_oracle(a, b, x):
     with np.errstate(all="ignore"):
         general = sp.betainc(np.where(decided, 1.0, a), np.where(decided, 1.0, b),
                              np.where(decided, 0.5, x))
+        general = np.where(~decided & (x < TINY_NORMAL), tiny_x_cdf(a, b, x), general)
         sym = sym_cdf(np.where(decided, 1.0, a), np.where(decided, 0.5, x))
     reliable = (np.minimum(a, b) >= 1e-30) & (np.maximum(a, b) <= 1e7)
     inner = np.where(a == b, sym, general)
@@ -845,6 +893,8 @@ def special_inputs(rg: Rng, bad: str | None, names: tuple[str, str, str], pools)
                     (5, 7), 0.5), "meta": torch.full(shape, 0.5, device="meta"),
                 "bool": True,
             }[how]
+            if how == "meta":
+                kind = MAYBE  # with Python numbers beside it, a call on meta: no values
             if how == "shape":
                 try:
                     np.broadcast_shapes(shape, (5, 7))
@@ -877,6 +927,11 @@ def special_check(inverse: bool):
         tensors = [v for v in vals if isinstance(v, torch.Tensor)]
         dtype = torch.float64 if any(t.dtype == torch.float64 for t in tensors) else (
             torch.float32 if tensors else torch.get_default_dtype())
+        if any(t.device.type == "meta" for t in tensors):  # no values: metadata only
+            shape = torch.broadcast_shapes(*(torch.as_tensor(v).shape if not isinstance(
+                v, torch.Tensor) else v.shape for v in vals))
+            expect_tensor(out, shape, dtype, "result", "meta")
+            return
         arrays = [np64(v) if isinstance(v, torch.Tensor) else np.asarray(v, float) for v in vals]
         shape = np.broadcast_shapes(*(a.shape for a in arrays))
         expect_tensor(out, shape, dtype, "result")
@@ -905,6 +960,8 @@ def special_check(inverse: bool):
 
 @target("special.betainc")
 def gen_betainc(rg: Rng) -> Case:
+    """a, b, x: numbers or tensors (any float dtype, strided, broadcast), shapes 0..inf,
+    NaN, < 0; hostile: int/complex/float8, str, None, list, ndarray, bad shape, meta."""
     bad = choose_hostile(rg, ["a", "b", "x"])
     args = special_inputs(rg, bad, ("a", "b", "x"), (SHAPES_POOL, SHAPES_POOL, POINTS_POOL))
     return Case("special.betainc", args, lambda c: special.betainc(*(c.v(n) for n in c.args)),
@@ -913,6 +970,7 @@ def gen_betainc(rg: Rng) -> Case:
 
 @target("special.betaincinv")
 def gen_betaincinv(rg: Rng) -> Case:
+    """As betainc, for the quantile (forward or backward error)."""
     bad = choose_hostile(rg, ["a", "b", "y"])
     args = special_inputs(rg, bad, ("a", "b", "y"), (SHAPES_POOL, SHAPES_POOL, POINTS_POOL))
     return Case("special.betaincinv", args,
@@ -943,6 +1001,8 @@ def check_pair_sq_dist(case: Case, out: Any, f_name: str = "f") -> None:
 
 @target("functional.pair_sq_dist", weight=2)
 def gen_pair_sq_dist(rg: Rng) -> Case:
+    """f [B, ...] any flavour/layout; hostile f (dtype, type, rank, device) or perm (out
+    of range, duplicates, dtype, shape, type, meta)."""
     bad = choose_hostile(rg, ["f", "perm", "batch"], [2, 3, 1])
     batch = batch_size(rg, 1)
     shape = (batch, *tail_shape(rg))
@@ -961,6 +1021,9 @@ def gen_pair_sq_dist(rg: Rng) -> Case:
 
 @target("functional.similarity_tau", weight=2)
 def gen_similarity_tau(rg: Rng) -> Case:
+    """sq_dist with 0, inf, NaN, 1e300, subnormals; extreme tau_max/tau_std; hostile:
+    negative or -inf sq_dist, bad dtype/rank, tau_max/tau_std 0, < 0, inf, NaN,
+    non-numbers."""
     bad = choose_hostile(rg, ["sq_dist", "tau_max", "tau_std"], [3, 1, 1])
     has_validate = accepts(F.similarity_tau, "validate")
     validate = rg.pick([None, True, False]) if has_validate and rg.chance(0.5) else None
@@ -1018,6 +1081,8 @@ def gen_similarity_tau(rg: Rng) -> Case:
 
 @target("functional.warp", weight=2)
 def gen_warp(rg: Rng) -> Case:
+    """lam (number, 0-d, [B]) and tau with 0, inf, subnormal, huge; hostile lam/tau
+    values, dtypes, shapes, devices, warping names."""
     bad = choose_hostile(rg, ["lam", "tau", "warping"], [3, 3, 1])
     has_validate = accepts(F.warp, "validate")
     validate = rg.pick([None, True, False]) if has_validate and rg.chance(0.5) else None
@@ -1031,11 +1096,12 @@ def gen_warp(rg: Rng) -> Case:
     args = {"lam": lam_arg(rg, batch, bad == "lam", validating=validating),
             "tau": Arg(torch.from_numpy(tau).to(dtype), OK, str(dtype).replace("torch.", "")),
             "warping": warping_arg(rg, bad == "warping")}
+    lam_python_checked(args["lam"])
     if bad == "tau":
         how = rg.pick(["negative", "nan", "int", "2-d", "list", "meta", "complex"])
         if how in ("negative", "nan"):
             tau[int(rg.integers(batch))] = -0.5 if how == "negative" else math.nan
-            kind = (BAD if validating else LAX) if how == "negative" else LAX
+            kind = BAD if validating else LAX
             args["tau"] = Arg(torch.from_numpy(tau).to(dtype), kind, how)
         else:
             value = {"int": torch.ones(batch, dtype=torch.int64), "2-d": torch.ones(batch, 2),
@@ -1076,12 +1142,19 @@ def gen_warp(rg: Rng) -> Case:
 
 @target("functional.interpolate", weight=3)
 def gen_interpolate(rg: Rng) -> Case:
+    """x any flavour/layout, coeff with exact 0/1; hostile x, perm or coeff; optional
+    backward checked against the adjoint."""
     bad = choose_hostile(rg, ["x", "perm", "coeff"], [2, 4, 2])
+    has_validate = accepts(F.interpolate, "validate")
+    validate = rg.pick([None, True, False]) if has_validate else False
+    validating = validate is not False
     batch = batch_size(rg)
     shape = (batch, *tail_shape(rg))
     args = {"x": float_arg(rg, shape, bad == "x"),
-            "perm": perm_arg(rg, batch, bad == "perm", validating=False),
+            "perm": perm_arg(rg, batch, bad == "perm", validating=validating),
             "coeff": lam_arg(rg, batch, bad == "coeff", validating=False)}
+    if has_validate:
+        args["validate"] = Arg(validate)
     if batch == 0 and args["x"].kind == OK:
         args["x"].kind, args["x"].tag = MAYBE, "batch=0"  # not in the batch-0 contract
     coeff = args["coeff"]
@@ -1100,7 +1173,8 @@ def gen_interpolate(rg: Rng) -> Case:
         x = c.v("x")
         if c.extra["grad"]:
             x = x.detach().requires_grad_(True)
-        out = F.interpolate(x, c.v("perm"), c.v("coeff"))
+        kw = {"validate": c.v("validate")} if "validate" in c.args else {}
+        out = F.interpolate(x, c.v("perm"), c.v("coeff"), **kw)
         grad = None
         if c.extra["grad"]:
             w = torch.from_numpy(random_weights(c.extra["w_seed"], tuple(x.shape)))
@@ -1133,8 +1207,10 @@ def check_kernel_mix_result(case: Case, res: Any, *, raw: bool = False) -> None:
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         fail("wrong result type", f"got {show(out)}")
     mixed, coeff = out
-    x_t = case.v("x")
+    x_t = res.get("x0", case.v("x"))  # x before the call (mixed in place, x is the result)
     batch = x_t.shape[0]
+    if res.get("into") is not None and mixed is not res["into"]:
+        fail("in-place/out= result is not the given tensor", f"got {show(mixed)}")
     expect_tensor(mixed, x_t.shape, x_t.dtype, "mixed", x_t.device.type)
     expect_tensor(coeff, (batch,), acc_dtype(x_t.dtype), "coeff", x_t.device.type)
     if x_t.device.type == "meta":
@@ -1142,7 +1218,7 @@ def check_kernel_mix_result(case: Case, res: Any, *, raw: bool = False) -> None:
     check_layout(mixed, x_t, "mixed")
     perm = perm_values(case.v("perm"))
     lam = lam_values(case.v("lam"), batch)
-    feats = case.v("feats")
+    feats = res.get("feats0", case.v("feats"))
     f_t = x_t if feats is None else feats
     warping = case.v("warping", "beta_cdf")
     if batch <= 1 and not raw:
@@ -1170,11 +1246,35 @@ def check_kernel_mix_result(case: Case, res: Any, *, raw: bool = False) -> None:
                    random_weights(case.extra["w_seed"], tuple(x_t.shape)))
 
 
+def lam_python_checked(arg: Arg) -> None:
+    """A Python-number lam outside [0, 1] is refused whatever ``validate`` says (it is on
+    the host already: checking it costs no sync)."""
+    if arg.kind == LAX and isinstance(arg.value, float):
+        arg.kind = BAD
+
+
 @target("functional.kernel_mix", weight=6)
 def gen_kernel_mix(rg: Rng) -> Case:
+    """The fused op with feats, validate, out=, process_group; hostile any argument, out=
+    buffers, all-meta calls; optional backward."""
+    return gen_kernel_mix_variant(rg, in_place=False)
+
+
+@target("functional.kernel_mix_", weight=3)
+def gen_kernel_mix_in_place(rg: Rng) -> Case:
+    """kernel_mix_: x mixed in place (feats may be x); hostile: x requiring grad or not
+    dense, and every kernel_mix argument."""
+    return gen_kernel_mix_variant(rg, in_place=True)
+
+
+def gen_kernel_mix_variant(rg: Rng, in_place: bool) -> Case:
+    """kernel_mix (with or without out=) or kernel_mix_ (x mixed in place)."""
     names = ["x", "perm", "lam", "feats", "tau_max", "tau_std", "warping", "process_group",
-             "batch", "all_meta"]
-    bad = choose_hostile(rg, names, [2, 4, 3, 2, 1.5, 1.5, 1, 1, 1, 0.5], p_valid=0.35)
+             "batch", "all_meta", "out"]
+    weights = [2, 4, 3, 2, 1.5, 1.5, 1, 1, 1, 0.5, 0 if in_place else 1.5]
+    if in_place:
+        names, weights = names[:-1], weights[:-1]
+    bad = choose_hostile(rg, names, weights, p_valid=0.35)
     validate = rg.pick([None, True, False, np.bool_(True)], [3, 1, 2, 0.5])
     validating = validate is None or bool(validate)
     batch = batch_size(rg)
@@ -1182,6 +1282,13 @@ def gen_kernel_mix(rg: Rng) -> Case:
     args = {"x": float_arg(rg, shape, bad == "x"),
             "perm": perm_arg(rg, batch, bad == "perm", validating=validating),
             "lam": lam_arg(rg, batch, bad == "lam", validating=validating)}
+    lam_python_checked(args["lam"])
+    x = args["x"]
+    if in_place and x.kind == OK and not dense_rows(x.value):
+        x.kind, x.tag = BAD, x.tag + ",not dense (in place)"
+    if in_place and bad == "x" and rg.chance(0.4):  # autograd needs x's values
+        x.value, x.kind, x.tag = float_tensor(rg, shape, layout=False)[0], BAD, "requires_grad"
+        x.value.requires_grad_(True)
     if bad == "batch":
         which = rg.pick(["x_0d", "feats_batch"])
         if which == "x_0d":
@@ -1197,6 +1304,8 @@ def gen_kernel_mix(rg: Rng) -> Case:
     elif "feats" not in args and rg.chance(0.35):
         fshape = rg.pick([(batch, 4), (batch,), (batch, 2, 3), (batch, 37)])
         args["feats"] = float_arg(rg, fshape)
+    elif "feats" not in args and in_place and rg.chance(0.3):
+        args["feats"] = Arg(args["x"].value, OK, "feats is x")  # allowed: distances first
     for name in ("tau_max", "tau_std"):
         if rg.chance(0.75) or bad == name:
             args[name] = positive_arg(rg, bad == name)
@@ -1215,29 +1324,78 @@ def gen_kernel_mix(rg: Rng) -> Case:
             args["validate"] = Arg(rg.pick([None, False]))
         args["x"].kind, args["x"].tag = MAYBE, "all_meta"
     x = args["x"]
+    if not in_place and (bad == "out" or rg.chance(0.25)) and isinstance(x.value, torch.Tensor):
+        args["out"] = out_arg(rg, x.value, bad == "out")
     grad = (x.kind == OK and isinstance(x.value, torch.Tensor) and x.value.dtype in OK_FLOATS
-            and rg.chance(0.4))
-    extra = {"grad": grad, "w_seed": rg.seed()}
+            and not in_place and "out" not in args and rg.chance(0.4))
+    extra = {"grad": grad, "w_seed": rg.seed(), "in_place": in_place}
 
     def run(c: Case):
         x = c.v("x")
         if c.extra["grad"]:
             x = x.detach().requires_grad_(True)
         kw = {n: c.v(n) for n in ("feats", "tau_max", "tau_std", "warping", "validate",
-                                  "process_group") if n in c.args}
-        out = F.kernel_mix(x, c.v("perm"), c.v("lam"), **kw)
+                                  "process_group", "out") if n in c.args}
+        res = inputs_before(x, kw.get("feats"))
+        if c.extra["in_place"]:
+            out = F.kernel_mix_(x, c.v("perm"), c.v("lam"), **kw)
+            res["into"] = x
+        else:
+            out = F.kernel_mix(x, c.v("perm"), c.v("lam"), **kw)
+            res["into"] = kw.get("out")
         grad = None
         if c.extra["grad"]:
             w = torch.from_numpy(random_weights(c.extra["w_seed"], tuple(x.shape)))
             (out[0].double() * w).sum().backward()
             grad = x.grad
-        return {"out": out, "grad": grad}
+        return {**res, "out": out, "grad": grad}
 
-    case = Case("functional.kernel_mix", args, run, check_kernel_mix_result, extra=extra)
+    name = "functional.kernel_mix_" if in_place else "functional.kernel_mix"
+    case = Case(name, args, run, check_kernel_mix_result, extra=extra)
+    if "out" in args:
+        case.also["out"] = ("x",)
     if bad == "batch":
         case.also["x"] = ("feats",)
         case.also["feats"] = ("x",)
     return case
+
+
+def inputs_before(x: Any, feats: Any) -> dict:
+    """Copies of x (and of feats when it is x) as they were before a call that may write
+    into x: what the checker compares the result with."""
+    if not isinstance(x, torch.Tensor) or x.device.type == "meta":
+        return {}
+    x0 = x.detach().clone()
+    res = {"x0": x0}
+    if feats is x:
+        res["feats0"] = x0
+    return res
+
+
+def out_arg(rg: Rng, x: torch.Tensor, hostile: bool) -> Arg:
+    """A preallocated out= buffer for x; hostile: another shape, dtype or layout, x itself,
+    one that requires grad, or not a tensor."""
+    if not hostile or x.device.type == "meta":
+        return Arg(empty_like_rows(x) if x.device.type != "meta" else torch.empty_like(x))
+    how = rg.pick(["shape", "dtype", "layout", "x itself", "requires_grad", "list", "meta"])
+    if how == "shape":
+        value = torch.empty((x.shape[0] + 1, *x.shape[1:]), dtype=x.dtype)
+    elif how == "dtype":
+        value = torch.empty(x.shape, dtype=torch.float64 if x.dtype != torch.float64
+                            else torch.float32)
+    elif how == "layout" and x.dim() >= 1 and x.numel() > 1:
+        value = relayout(torch.empty(x.shape, dtype=x.dtype), "noncontig")
+        if dense_rows(value):
+            value = torch.empty(x.shape, dtype=x.dtype).as_strided(x.shape, [0] * x.dim())
+    elif how == "x itself":
+        value = x
+    elif how == "requires_grad" and x.dtype in OK_FLOATS:
+        value = torch.empty(x.shape, dtype=x.dtype, requires_grad=True)
+    elif how == "meta":
+        value = torch.empty(x.shape, dtype=x.dtype, device="meta")
+    else:
+        value = [0.0] * max(1, x.shape[0] if x.dim() else 1)
+    return Arg(value, BAD, how)
 
 
 # --- kmixup.functional.mix_targets
@@ -1245,6 +1403,8 @@ def gen_kernel_mix(rg: Rng) -> Case:
 
 @target("functional.mix_targets", weight=2)
 def gen_mix_targets(rg: Rng) -> Case:
+    """Class indices, soft labels, regression targets; hostile y, perm, coeff,
+    num_classes, label_smoothing."""
     bad = choose_hostile(rg, ["y", "perm", "coeff", "num_classes", "label_smoothing"],
                          [3, 2, 2, 2, 1.5])
     validate = rg.pick([None, True, False], [3, 1, 1.5])
@@ -1270,6 +1430,9 @@ def gen_mix_targets(rg: Rng) -> Case:
     if isinstance(coeff.value, (int, float)) and not isinstance(coeff.value, bool):
         coeff.value = torch.tensor(float(coeff.value), dtype=rg.pick([torch.float32,
                                                                       torch.float64]))
+        w = float(coeff.value)
+        if coeff.kind != OK and 0 <= w <= 1:  # -5e-324 is -0.0 in float32
+            coeff.kind, coeff.tag = OK, coeff.tag + " rounded into [0, 1]"
     if batch == 0:
         args["y"].kind, args["y"].tag = MAYBE, "batch=0"
     also = {}
@@ -1425,6 +1588,8 @@ def mixer_ctor_args(rg: Rng, bad: str | None, plain: bool, kind: str, ncls: int)
             args["target_tau_std"] = positive_arg(rg)
     if not plain and bad == "target_tau_max" and kind != "regression":
         args["target_tau_max"] = Arg(1.0, BAD, "with num_classes")
+    if rg.chance(0.25):
+        args["inplace"] = Arg(rg.pick([True, False]))
     if rg.chance(0.3) or bad == "generator":
         args["generator"] = Arg(torch.Generator().manual_seed(rg.seed()))
         if bad == "generator":
@@ -1482,8 +1647,16 @@ def gen_mixer(rg: Rng, plain: bool) -> Case:
         also["target_tau_max"] = ("num_classes",)
     if not plain and (rg.chance(0.3) or bad == "feats"):
         call["feats"] = float_arg(rg, (batch, rg.pick([3, 8])), bad == "feats")
+        if call["feats"].value is None:  # None is the default, not hostile
+            call["feats"] = Arg(torch.randn(batch, 3).tolist(), BAD, "list")
         if bad == "feats" and rg.chance(0.4):
             call["feats"] = Arg(torch.randn(batch + 1, 3), BAD, f"batch={batch + 1}")
+    if rg.chance(0.2):
+        call["call_inplace"] = Arg(rg.pick([None, True, False]))
+    in_place = call.get("call_inplace", Arg(None)).value
+    in_place = ctor.get("inplace", Arg(False)).value if in_place is None else in_place
+    if in_place and x.kind == OK and not dense_rows(x.value):
+        x.kind, x.tag = BAD, x.tag + ",not dense (in place)"
     args = {**ctor, **call}
     ctor_keys = tuple(ctor)
 
@@ -1491,27 +1664,33 @@ def gen_mixer(rg: Rng, plain: bool) -> Case:
         cls = kmixup.Mixup if plain else kmixup.KernelMixup
         mixer = cls(**{k: c.v(k) for k in ctor_keys})
         kw = {"feats": c.v("feats")} if "feats" in c.args else {}
+        if "call_inplace" in c.args:
+            kw["inplace"] = c.v("call_inplace")
+        res = inputs_before(c.v("x"), None)
         mixed, mixed_target = mixer(c.v("x"), c.v("target"), **kw)
-        return {"mixer": mixer, "out": (mixed, mixed_target)}
+        return {**res, "mixer": mixer, "out": (mixed, mixed_target)}
 
     def check(c: Case, res: Any) -> None:
         mixed, mixed_target = res["out"]
-        check_mixer_call(res["mixer"], c.v("x"), c.v("target"), c.v("feats"), mixed,
-                         mixed_target)
+        check_mixer_call(res["mixer"], res.get("x0", c.v("x")), c.v("target"), c.v("feats"),
+                         mixed, mixed_target)
 
-    if "generator" in ctor:  # x on another device than the generator: either may be named
-        also["x"] = ("generator",)
+    # x on another device than the generator or the target: either may be named
+    also["x"] = ("generator", "target") if "generator" in ctor else ("target",)
     name = "Mixup" if plain else "KernelMixup"
     return Case(name, args, run, check, also=also, aliases={"target": ("y",)})
 
 
 @target("KernelMixup", weight=5)
 def gen_kernel_mixup(rg: Rng) -> Case:
+    """Constructor arguments (numpy ints, extremes, inplace) and calls on any batch size;
+    hostile constructor or call argument."""
     return gen_mixer(rg, plain=False)
 
 
 @target("Mixup", weight=2)
 def gen_plain_mixup(rg: Rng) -> Case:
+    """Mixup: constructor and calls, as KernelMixup."""
     return gen_mixer(rg, plain=True)
 
 
@@ -1529,6 +1708,8 @@ def small_model(seed: int, dtype=torch.float32) -> torch.nn.Sequential:
 
 @target("HiddenMixup", weight=2)
 def gen_hidden(rg: Rng) -> Case:
+    """A small Sequential, layers by name/module/list; hostile model, layers, mixer,
+    target."""
     bad = choose_hostile(rg, ["model", "layers", "mixer", "target"], [1, 3, 1.5, 1])
     model = small_model(rg.seed(), rg.pick([torch.float32, torch.float64], [3, 1]))
     layer_opts = ["0", "1", "2", ["0", "2"], ("1",), model[1], [model[0], "2"], ["2", "2"]]
@@ -1634,6 +1815,8 @@ def check_hidden_layer(model, mixer, x_t, target, layer, out, mixed_target) -> N
 
 @target("FeatureBank", weight=2)
 def gen_bank(rg: Rng) -> Case:
+    """Constructor (numpy ints, dtypes, devices), update then lookup (duplicates, unfilled
+    entries); hostile any of them."""
     bad = choose_hostile(rg, ["num_samples", "dim", "device", "dtype", "index", "feats"],
                          [2, 1.5, 1, 1.5, 3, 2])
     n = int(rg.pick([1, 4, 6, 10]))
@@ -1721,6 +1904,8 @@ def gen_bank(rg: Rng) -> Case:
 
 @target("MixupCollate", weight=2)
 def gen_collate(rg: Rng) -> Case:
+    """Lists of samples (with an index field, batch 0/1); hostile mixer, collate_fn,
+    samples."""
     from torch.utils.data import default_collate
 
     bad = choose_hostile(rg, ["mixer", "collate_fn", "samples"], [1, 1, 3])
@@ -1836,11 +2021,13 @@ def raw_special(rg: Rng, name: str) -> Case:
 
 @target("ops.betainc")
 def gen_raw_betainc(rg: Rng) -> Case:
+    """The raw op with malformed tensors (dtype/shape mismatch, layouts, meta)."""
     return raw_special(rg, "betainc")
 
 
 @target("ops.betaincinv")
 def gen_raw_betaincinv(rg: Rng) -> Case:
+    """The raw op with malformed tensors (dtype/shape mismatch, layouts, meta)."""
     return raw_special(rg, "betaincinv")
 
 
@@ -1878,6 +2065,7 @@ def raw_coeff(rg: Rng, batch: int, bad: str | None, name: str) -> Arg:
 
 @target("ops.pair_sq_dist")
 def gen_raw_pair_sq_dist(rg: Rng) -> Case:
+    """The raw op: out-of-range perm must raise; malformed metadata may."""
     bad = choose_hostile(rg, ["f", "perm"], [1, 2])
     batch = batch_size(rg)
     args = {"f": raw_rows(rg, batch, bad, "f"),
@@ -1888,8 +2076,28 @@ def gen_raw_pair_sq_dist(rg: Rng) -> Case:
 
 @target("ops.kernel_mix", weight=2)
 def gen_raw_kernel_mix(rg: Rng) -> Case:
-    bad = choose_hostile(rg, ["x", "perm", "lam", "feats", "tau_max", "tau_std", "warping"],
-                         [1, 3, 1.5, 1, 1, 1, 0.5])
+    """The raw op: out-of-range perm must raise; malformed metadata may."""
+    return raw_kernel_mix(rg, "kernel_mix")
+
+
+@target("ops.kernel_mix_out")
+def gen_raw_kernel_mix_out(rg: Rng) -> Case:
+    """The raw out= op, with malformed out buffers too."""
+    return raw_kernel_mix(rg, "kernel_mix_out")
+
+
+@target("ops.kernel_mix_")
+def gen_raw_kernel_mix_in_place(rg: Rng) -> Case:
+    """The raw in-place op (x not dense: outside its contract)."""
+    return raw_kernel_mix(rg, "kernel_mix_")
+
+
+def raw_kernel_mix(rg: Rng, op: str) -> Case:
+    names = ["x", "perm", "lam", "feats", "tau_max", "tau_std", "warping"]
+    weights = [1, 3, 1.5, 1, 1, 1, 0.5]
+    if op == "kernel_mix_out":
+        names, weights = names + ["out"], weights + [1.5]
+    bad = choose_hostile(rg, names, weights)
     batch = batch_size(rg)
     args = {"x": raw_rows(rg, batch, bad, "x"),
             "perm": perm_arg(rg, batch, bad == "perm", raw=True),
@@ -1908,16 +2116,29 @@ def gen_raw_kernel_mix(rg: Rng) -> Case:
             arg.value = float(arg.value)
         args[name] = arg
     args["warping"] = warping_arg(rg, bad == "warping")
-    if args["warping"].kind != OK and isinstance(args["warping"].value, str):
-        args["warping"].kind = LAX if args["warping"].value == "Beta_CDF" else BAD
+    if args["warping"].kind != OK:  # a wrong name must be refused; bytes may convert
+        args["warping"].kind = BAD if isinstance(args["warping"].value, str) else LAX
+    x = args["x"]
+    if op == "kernel_mix_" and x.kind == OK and not dense_rows(x.value):
+        x.kind, x.tag = LAX, x.tag + ",not dense (in place)"  # outside the op's contract
+    if op == "kernel_mix_out" and isinstance(x.value, torch.Tensor):
+        args["out"] = out_arg(rg, x.value, bad == "out")
+        if args["out"].kind == BAD:
+            args["out"].kind = BAD if isinstance(args["out"].value, list) else LAX
 
     def run(c: Case):
         x = c.v("x")
         feats = x if c.v("feats") is None else c.v("feats")
-        return {"out": OPS.kernel_mix(x, c.v("perm"), c.v("lam"), feats, c.v("tau_max"),
-                                      c.v("tau_std"), c.v("warping"))}
+        rest = (c.v("perm"), c.v("lam"), feats, c.v("tau_max"), c.v("tau_std"), c.v("warping"))
+        res = inputs_before(x, feats)
+        if op == "kernel_mix":
+            return {**res, "out": OPS.kernel_mix(x, *rest)}
+        if op == "kernel_mix_":
+            return {**res, "out": (x, OPS.kernel_mix_(x, *rest))}
+        out = c.v("out")
+        return {**res, "out": (out, OPS.kernel_mix_out(x, *rest, out))}
 
-    return Case("ops.kernel_mix", args, run,
+    return Case(f"ops.{op}", args, run,
                 lambda c, res: check_kernel_mix_result(c, res, raw=True), raw=True)
 
 
@@ -1956,11 +2177,14 @@ def gen_raw_rows(rg: Rng, name: str) -> Case:
 
 @target("ops.interpolate")
 def gen_raw_interpolate(rg: Rng) -> Case:
+    """The raw op: out-of-range perm must raise; a coefficient outside [0, 1] is the
+    formula."""
     return gen_raw_rows(rg, "interpolate")
 
 
 @target("ops.interpolate_backward")
 def gen_raw_interpolate_backward(rg: Rng) -> Case:
+    """The adjoint op, against the adjoint (duplicates: either convention of 0 * inf)."""
     return gen_raw_rows(rg, "interpolate_backward")
 
 
@@ -1986,8 +2210,10 @@ def names_in(message: str, name: str) -> bool:
     article "a"."""
     if len(name) > 1:
         return re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", message) is not None
+    if re.match(rf"(kmixup: )?{name}\s", message):  # "x requires grad: ..."
+        return True
     pattern = (rf"(^|[\s(\[,'\"`]){name}(?=\s+(must|has|is|and|or|of|should|cannot|needs?|"
-               rf"to|with|was|were|are)\b|[:,)'\"`\]=]|\s*$)")
+               rf"to|with|was|were|are|requires?)\b|[:;.,)'\"`\]=]|\s*$)")
     return re.search(pattern, message) is not None
 
 
@@ -2155,11 +2381,17 @@ def main() -> None:
     parser.add_argument("--range", type=int, nargs=2, metavar=("START", "STOP"),
                         help="replay cases START..STOP-1 in sequence, in this one process")
     parser.add_argument("--show", action="store_true", help="print the cases, do not run them")
+    parser.add_argument("--list", action="store_true", help="print the table of targets")
     parser.add_argument("--fork-server", type=int, metavar="FD",
                         help="serve tests/test_fuzz.py over this socket")
     opts = parser.parse_args()
     if opts.fork_server is not None:
         fork_server(opts.seed, opts.fork_server)
+        return
+    if opts.list:
+        for name, gen, weight in TARGETS:
+            doc = (gen.__doc__ or "").strip().splitlines()
+            print(f"{name:28s} weight {weight}  {doc[0] if doc else ''}")
         return
     print(f"backend: {kmixup.backend_info()}")
     for index in opts.case + (list(range(*opts.range)) if opts.range else []):
