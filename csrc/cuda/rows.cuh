@@ -29,7 +29,7 @@ extern "C" {
 
 namespace kmixup::cuda::detail {
 
-constexpr int kThreads = 256;       // every row kernel; the coefficient phase uses them all
+constexpr int kThreads = 256;       // every row kernel
 constexpr int kVecBytes = 16;       // one ld/st.global.v4
 constexpr int kUnroll = 4;          // packs in flight per thread and row
 constexpr int kMaxPacksPerThread = 8;
