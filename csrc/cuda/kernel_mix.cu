@@ -1,21 +1,24 @@
 // pair_sq_dist and the fused kernel_mix.
 //
-// Distances: one block per (row, chunk) sums (f[i] - f[perm[i]])^2 over its chunk (16-byte
-// packs, float accumulation for float/half/bfloat16, double for double) and writes one
-// partial; there are no float atomics. The last block to finish (a __threadfence and a
-// ticket counter zeroed by cudaMemsetAsync) adds each row's partials in chunk order in
-// double, rounds each sum once to the accumulation type and writes the B distances
-// (pair_sq_dist: its output; kernel_mix: the workspace); for kernel_mix it also writes the
-// mean of the finite distances (double, in the workspace). That is all the last block does:
-// B additions of partials, no special function.
+// Distances: the rows of f are laid out on blocks by plan_rows (rows.cuh): a long row is
+// split into chunks, one block each; short rows share a block, each taking a power-of-two
+// group of its threads. Each (row, chunk) sums (f[i] - f[perm[i]])^2 over its elements
+// (16-byte packs, float accumulation for float/half/bfloat16, double for double) with a
+// fixed-order reduction over its threads and writes one partial; there are no float
+// atomics. The last block to finish (a __threadfence and a ticket counter zeroed by
+// cudaMemsetAsync) adds each row's partials in chunk order in double, rounds each sum once
+// to the accumulation type and writes the B distances (pair_sq_dist: its output;
+// kernel_mix: the workspace); for kernel_mix it also writes the mean of the finite distances
+// (double, in the workspace). That is all the last block does: B additions of partials, no
+// special function.
 // kernel_mix then runs
 //   * the coefficient kernel: one pair per thread in blocks of kCoeffThreads (small, so that
 //     even a batch of 128 spreads over several SMs), kmixup::pair_coefficient from the
 //     distance, the mean and lam;
 //   * one mixing launch (interpolate.cu) that reads those coefficients.
 // So the fused op is a memset and three kernels (one kernel with warping "none", where no
-// distance is computed). A row of f that fits one chunk with nothing to finish (pair_sq_dist)
-// writes its distance directly, with no workspace and no memset.
+// distance is computed). Rows of f that fit one chunk with nothing to finish (pair_sq_dist)
+// write their distances directly, with no workspace and no memset.
 #include "cuda/rows.cuh"
 #include "special.h"
 
@@ -35,6 +38,7 @@ template <typename T>
 struct DistParams {
   const T* __restrict__ f;
   int64_t batch, row_len, chunks, chunk_elems;
+  int row_shift;
   const int64_t* __restrict__ perm;
   acc_t<T>* partial;     // [batch * chunks]; nullptr: one chunk a row, write dist directly
   unsigned int* ticket;  // blocks done, zero at launch
@@ -45,9 +49,9 @@ struct DistParams {
 template <typename T, int N>
 __device__ __forceinline__ acc_t<T> sq_dist_range(const T* __restrict__ a,
                                                   const T* __restrict__ b, int64_t begin,
-                                                  int64_t end) {
+                                                  int64_t end, int lane, int threads) {
   acc_t<T> sum = 0;
-  for_pack_pairs<T, N>(a, b, begin, end,
+  for_pack_pairs<T, N>(a, b, begin, end, lane, threads,
                        [&](int64_t, const Pack<T, N>& va, const Pack<T, N>& vb) {
 #pragma unroll
                          for (int e = 0; e < N; ++e) {
@@ -83,8 +87,8 @@ __device__ __forceinline__ void finish_distances(const DistParams<T>& p) {
     }
   }
   if (p.mean == nullptr) return;  // block-uniform
-  sum = block_sum(sum, scratch);
-  finite = block_sum(finite, scratch);
+  sum = group_sum(sum, kLogThreads, scratch);
+  finite = group_sum(finite, kLogThreads, scratch);
   if (threadIdx.x == 0) *p.mean = finite > 0.0 ? sum / finite : 0.0;
 }
 
@@ -93,19 +97,28 @@ __global__ void __launch_bounds__(kThreads) pair_dist_kernel(const DistParams<T>
   using A = acc_t<T>;
   __shared__ A scratch[kThreads / 32];
   __shared__ bool last;
-  const Chunk c = block_chunk(p.chunks, p.chunk_elems, p.row_len);
-  const int64_t partner = p.perm[c.row];
-  KMIXUP_CHECK_INDEX(partner, p.batch);
-  const A sum = block_sum(
-      sq_dist_range<T, N>(p.f + c.row * p.row_len, p.f + partner * p.row_len, c.begin, c.end),
-      scratch);
+  const Slice s = thread_slice(p.chunks, p.chunk_elems, p.row_len, p.row_shift);
+  const bool valid = s.row < p.batch;  // the block's last rows may lie past the batch
+  A sum = 0;
+  if (valid) {
+    const int64_t partner = p.perm[s.row];
+    KMIXUP_CHECK_INDEX(partner, p.batch);
+    sum = sq_dist_range<T, N>(p.f + s.row * p.row_len, p.f + partner * p.row_len, s.begin,
+                              s.end, s.lane, s.threads);
+  }
+  sum = group_sum(sum, p.row_shift, scratch);  // every thread takes part
+  const bool writer = valid && s.lane == 0;    // holds its row's (chunk's) sum
   if (p.partial == nullptr) {
-    if (threadIdx.x == 0) p.dist[c.row] = sum;
+    if (writer) p.dist[s.row] = sum;
     return;
   }
+  if (writer) p.partial[s.row * p.chunks + s.index] = sum;
+  // The block's partials are visible device-wide before the ticket counts the block: the
+  // barrier orders every writer's store before thread 0's fence, the fence before the
+  // atomic (the pattern of cooperative groups' grid sync).
+  __syncthreads();
   if (threadIdx.x == 0) {
-    p.partial[blockIdx.x] = sum;
-    __threadfence();  // the partial is visible device-wide before the ticket counts it
+    __threadfence();
     last = atomicAdd(p.ticket, 1u) == gridDim.x - 1;
   }
   __syncthreads();
@@ -200,10 +213,11 @@ cudaError_t launch_dist(const DistLaunch& d, cudaStream_t stream) {
     using A = acc_t<T>;
     const DistParams<T> p{static_cast<const T*>(d.f), d.batch,
                           d.row_len,                  d.plan.chunks,
-                          d.plan.chunk_elems,         d.perm,
-                          static_cast<A*>(d.partial), d.ticket,
-                          static_cast<A*>(d.dist),    d.mean};
-    const auto grid = static_cast<unsigned int>(d.batch * d.plan.chunks);
+                          d.plan.chunk_elems,         d.plan.row_shift,
+                          d.perm,                     static_cast<A*>(d.partial),
+                          d.ticket,                   static_cast<A*>(d.dist),
+                          d.mean};
+    const auto grid = static_cast<unsigned int>(d.plan.blocks);
     constexpr int kPack = kVecBytes / sizeof(T);
     if (packable(d.row_len, sizeof(T), d.f)) {
       pair_dist_kernel<T, kPack><<<grid, kThreads, 0, stream>>>(p);
@@ -252,7 +266,7 @@ cudaError_t launch_pair_sq_dist(const PairSqDistArgs& args, void* workspace,
   d.row_len = args.row_len;
   d.perm = args.perm;
   d.plan = detail::plan_rows(args.batch, args.row_len, detail::elem_bytes(args.f_dtype));
-  if (!detail::grid_fits(args.batch, d.plan)) return cudaErrorInvalidValue;
+  if (!detail::grid_fits(d.plan)) return cudaErrorInvalidValue;
   const cudaError_t err = detail::place_dist(d, args.out, /*with_mean=*/false, workspace, stream);
   if (err != cudaSuccess) return err;
   return detail::launch_dist(d, stream);
@@ -273,7 +287,7 @@ cudaError_t launch_kernel_mix(const KernelMixArgs& args, void* workspace, cudaSt
   d.row_len = args.feats_row_len;
   d.perm = args.perm;
   d.plan = detail::plan_rows(args.batch, args.feats_row_len, detail::elem_bytes(args.feats_dtype));
-  if (!detail::grid_fits(args.batch, d.plan)) return cudaErrorInvalidValue;
+  if (!detail::grid_fits(d.plan)) return cudaErrorInvalidValue;
   cudaError_t err = detail::place_dist(d, nullptr, /*with_mean=*/true, workspace, stream);
   if (err != cudaSuccess) return err;
   err = detail::launch_dist(d, stream);
