@@ -1,7 +1,8 @@
 // interpolate and interpolate_backward: one kernel that mixes two source rows into one
 // destination row, with no atomics. Rows are laid out on blocks by plan_rows (rows.cuh): one
 // block per (row, chunk) for long rows, several short rows a block (a power-of-two group of
-// threads each).
+// threads each). Loads and stores are 16 bytes wide, or the widest of 8, 4, 2 bytes that the
+// row length and both base addresses allow (pack_elems).
 //
 // Forward, threads of row i:  out[i] = c[i] * x[i] + (1 - c[i]) * x[perm[i]]
 // Backward, threads of row j: out[j] = c[j] * g[j] + (1 - c[q]) * g[q], q = source[j] the
@@ -77,7 +78,8 @@ __device__ __forceinline__ void mix_range(const T* __restrict__ a, acc_t<T> wa,
 template <typename T, int N>
 __global__ void __launch_bounds__(kThreads) mix_rows_kernel(const MixParams<T> p) {
   using A = acc_t<T>;
-  const Slice s = thread_slice(p.chunks, p.chunk_elems, p.row_len, p.row_shift);
+  const Slice s = thread_slice(blockIdx.x, threadIdx.x, p.chunks, p.chunk_elems, p.row_len,
+                                 p.row_shift);
   if (s.row >= p.batch) return;  // the block's last rows may lie past the batch
   const int64_t partner = p.other[s.row];
   KMIXUP_CHECK_INDEX(partner, p.batch);
@@ -114,12 +116,10 @@ cudaError_t launch_typed(const MixLaunch& args, cudaStream_t stream) {
                        args.adjoint,
                        static_cast<acc_t<T>*>(args.coeff_out)};
   const auto grid = static_cast<unsigned int>(plan.blocks);
-  if (packable(args.row_len, sizeof(T), args.src, args.dst)) {
-    mix_rows_kernel<T, kVecBytes / sizeof(T)><<<grid, kThreads, 0, stream>>>(p);
-  } else {
-    mix_rows_kernel<T, 1><<<grid, kThreads, 0, stream>>>(p);
-  }
-  return cudaGetLastError();
+  return dispatch_pack<T>(pack_elems(args.row_len, sizeof(T), args.src, args.dst), [&](auto n) {
+    mix_rows_kernel<T, decltype(n)::value><<<grid, kThreads, 0, stream>>>(p);
+    return cudaGetLastError();
+  });
 }
 
 }  // namespace

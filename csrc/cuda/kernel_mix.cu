@@ -3,7 +3,8 @@
 // Distances: the rows of f are laid out on blocks by plan_rows (rows.cuh): a long row is
 // split into chunks, one block each; short rows share a block, each taking a power-of-two
 // group of its threads. Each (row, chunk) sums (f[i] - f[perm[i]])^2 over its elements
-// (16-byte packs, float accumulation for float/half/bfloat16, double for double) with a
+// (16-byte loads, or the widest of 8, 4, 2 bytes that the row length and base address allow
+// (pack_elems); float accumulation for float/half/bfloat16, double for double) with a
 // fixed-order reduction over its threads and writes one partial; there are no float
 // atomics. The last block to finish (a __threadfence and a ticket counter zeroed by
 // cudaMemsetAsync) adds each row's partials in chunk order in double, rounds each sum once
@@ -97,7 +98,8 @@ __global__ void __launch_bounds__(kThreads) pair_dist_kernel(const DistParams<T>
   using A = acc_t<T>;
   __shared__ A scratch[kThreads / 32];
   __shared__ bool last;
-  const Slice s = thread_slice(p.chunks, p.chunk_elems, p.row_len, p.row_shift);
+  const Slice s = thread_slice(blockIdx.x, threadIdx.x, p.chunks, p.chunk_elems, p.row_len,
+                                 p.row_shift);
   const bool valid = s.row < p.batch;  // the block's last rows may lie past the batch
   A sum = 0;
   if (valid) {
@@ -218,13 +220,10 @@ cudaError_t launch_dist(const DistLaunch& d, cudaStream_t stream) {
                           d.ticket,                   static_cast<A*>(d.dist),
                           d.mean};
     const auto grid = static_cast<unsigned int>(d.plan.blocks);
-    constexpr int kPack = kVecBytes / sizeof(T);
-    if (packable(d.row_len, sizeof(T), d.f)) {
-      pair_dist_kernel<T, kPack><<<grid, kThreads, 0, stream>>>(p);
-    } else {
-      pair_dist_kernel<T, 1><<<grid, kThreads, 0, stream>>>(p);
-    }
-    return cudaGetLastError();
+    return dispatch_pack<T>(pack_elems(d.row_len, sizeof(T), d.f), [&](auto n) {
+      pair_dist_kernel<T, decltype(n)::value><<<grid, kThreads, 0, stream>>>(p);
+      return cudaGetLastError();
+    });
   });
 }
 

@@ -1,7 +1,8 @@
-// Device helpers of the row kernels (kernel_mix.cu, interpolate.cu): element types, 16-byte
-// packs, a deterministic reduction over the threads of a row, and how rows are laid out on
-// blocks: a long row is split over several blocks (chunks), a short row takes a power-of-two
-// group of a block's threads, so that one block serves several rows.
+// Device helpers of the row kernels (kernel_mix.cu, interpolate.cu): element types, packs
+// (16-byte loads and stores, or the widest narrower ones a launch's layout allows), a
+// deterministic reduction over the threads of a row, and how rows are laid out on blocks: a
+// long row is split over several blocks (chunks), a short row takes a power-of-two group of a
+// block's threads, so that one block serves several rows.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -10,6 +11,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "cuda/launchers.h"
 
@@ -112,14 +114,14 @@ struct Slice {
   int64_t row, index, begin, end;
   int lane, threads;
 };
-__device__ __forceinline__ Slice thread_slice(int64_t chunks, int64_t chunk_elems,
-                                              int64_t row_len, int row_shift) {
+__host__ __device__ __forceinline__ Slice thread_slice(unsigned int block, unsigned int thread,
+                                                       int64_t chunks, int64_t chunk_elems,
+                                                       int64_t row_len, int row_shift) {
   Slice s;
-  const int64_t block = blockIdx.x;
   const int64_t tile = block / chunks;  // the block's first row, in units of rows per block
   s.index = block - tile * chunks;
-  s.row = (tile << (kLogThreads - row_shift)) + (threadIdx.x >> row_shift);
-  s.lane = static_cast<int>(threadIdx.x & ((1u << row_shift) - 1));
+  s.row = (tile << (kLogThreads - row_shift)) + (thread >> row_shift);
+  s.lane = static_cast<int>(thread & ((1u << row_shift) - 1));
   s.threads = 1 << row_shift;
   s.begin = s.index * chunk_elems;
   s.end = s.begin + chunk_elems < row_len ? s.begin + chunk_elems : row_len;
@@ -254,12 +256,29 @@ inline int elem_bytes(DType d) {
   return d == DType::kFloat64 ? 8 : d == DType::kFloat32 ? 4 : 2;
 }
 
-// Whether rows of row_len elements at these bases can all be moved in 16-byte packs.
-inline bool packable(int64_t row_len, int bytes, const void* p0, const void* p1 = nullptr) {
-  const auto misaligned = [](const void* p) {
-    return p != nullptr && (reinterpret_cast<uintptr_t>(p) % kVecBytes) != 0;
-  };
-  return (row_len * bytes) % kVecBytes == 0 && !misaligned(p0) && !misaligned(p1);
+// The widest pack, in elements, in which every row of row_len elements of bytes-sized
+// elements at these bases (p1 optional) can be moved: 16 bytes, else 8, 4, 2, down to one
+// element. Row i starts at base + i * row_len * bytes, so both rows of a pair, and every
+// chunk boundary (a multiple of 16 bytes into the row), are aligned to the pack when each
+// base and the row's byte length are; the row length is then a multiple of the pack too.
+// One choice per launch: a sliced view one element off, or a row of 6 floats, keeps 4- or
+// 8-byte loads instead of falling back to single elements.
+inline int pack_elems(int64_t row_len, int bytes, const void* p0, const void* p1 = nullptr) {
+  const uintptr_t bits = static_cast<uintptr_t>(row_len) * static_cast<uintptr_t>(bytes) |
+                         reinterpret_cast<uintptr_t>(p0) | reinterpret_cast<uintptr_t>(p1);
+  int width = kVecBytes;
+  while (width > bytes && bits % static_cast<uintptr_t>(width) != 0) width /= 2;
+  return width / bytes;
+}
+
+// Calls f(std::integral_constant<int, N>{}) with N == n, for n a power of two no larger than
+// a 16-byte pack of T (what pack_elems returns): one kernel instantiation per width.
+template <typename T, int N = kVecBytes / static_cast<int>(sizeof(T)), typename F>
+inline cudaError_t dispatch_pack(int n, F&& f) {
+  if constexpr (N > 1) {
+    if (n < N) return dispatch_pack<T, N / 2>(n, static_cast<F&&>(f));
+  }
+  return f(std::integral_constant<int, N>{});
 }
 
 // The plan's blocks fit a 1-D grid.
