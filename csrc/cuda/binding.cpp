@@ -82,8 +82,13 @@ at::Tensor kernel_mix_into(const at::Tensor& x, const at::Tensor& perm, const at
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t batch = x.size(0);
   const at::Tensor x_rows = row_dense(x);
-  // With warping "none" the features are never read: no copy for them.
-  const at::Tensor f_rows = warping == kNone ? feats : row_dense(feats);
+  // With warping "none" the features are never read: no copy for them. Features that are x
+  // (the default: Python passes x.detach(), another tensor over the same memory) share x's
+  // row-dense copy rather than making a second one when x is in neither layout.
+  const bool feats_is_x = feats.is_alias_of(x) && feats.scalar_type() == x.scalar_type() &&
+                          feats.storage_offset() == x.storage_offset() &&
+                          feats.sizes() == x.sizes() && feats.strides() == x.strides();
+  const at::Tensor f_rows = warping == kNone ? feats : feats_is_x ? x_rows : row_dense(feats);
   const at::Tensor perm_c = perm.contiguous();
   at::Tensor coeff = at::empty({batch}, x.options().dtype(acc_dtype(x)));
   if (batch == 0) return coeff;
