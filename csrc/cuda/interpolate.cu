@@ -135,6 +135,14 @@ cudaError_t launch_mix_rows(const MixLaunch& args, cudaStream_t stream) {
 
 namespace kmixup::cuda {
 
+bool rows_fit(int64_t batch, int64_t row_len, DType dtype) {
+  return detail::grid_fits(detail::plan_rows(batch, row_len, detail::elem_bytes(dtype)));
+}
+
+int64_t max_rows(int64_t row_len, DType dtype) {
+  return detail::max_rows_of(row_len, detail::elem_bytes(dtype));
+}
+
 cudaError_t launch_interpolate(const InterpolateArgs& args, cudaStream_t stream) {
   if (args.row_len == 0) return cudaSuccess;
   return detail::launch_mix_rows({args.x, args.out, args.dtype, args.batch, args.row_len,
@@ -149,7 +157,9 @@ size_t interpolate_backward_workspace_bytes(int64_t batch) {
 cudaError_t launch_interpolate_backward(const InterpolateArgs& args, void* workspace,
                                         cudaStream_t stream) {
   if (args.batch == 0) return cudaSuccess;
-  if (workspace == nullptr) return cudaErrorInvalidValue;
+  if (workspace == nullptr || !rows_fit(args.batch, args.row_len, args.dtype)) {
+    return cudaErrorInvalidValue;  // before the first launch
+  }
   auto* source = static_cast<unsigned long long*>(workspace);
   cudaError_t err = cudaMemsetAsync(source, 0xFF, interpolate_backward_workspace_bytes(args.batch),
                                     stream);

@@ -273,6 +273,8 @@ cudaError_t launch_pair_sq_dist(const PairSqDistArgs& args, void* workspace,
 
 cudaError_t launch_kernel_mix(const KernelMixArgs& args, void* workspace, cudaStream_t stream) {
   if (args.batch == 0) return cudaSuccess;
+  // Both grids are checked before the first launch (the mixing one again by launch_mix_rows).
+  if (!rows_fit(args.batch, args.x_row_len, args.x_dtype)) return cudaErrorInvalidValue;
   const bool coeff_double = args.x_dtype == DType::kFloat64;
   detail::MixLaunch mix{args.x,         args.out,     args.x_dtype, args.batch,
                         args.x_row_len, args.perm,    args.lam,     /*adjoint=*/false,

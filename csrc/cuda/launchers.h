@@ -11,7 +11,8 @@
 //   caller (see *_workspace_bytes), the only memset is a cudaMemsetAsync on `stream`, so
 //   every launcher can be captured in a CUDA graph.
 // * The return value is cudaGetLastError() after the launches (cudaErrorInvalidValue for
-//   arguments the kernels cannot take).
+//   arguments the kernels cannot take, e.g. a batch beyond max_rows: every grid is checked
+//   before anything is launched).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -22,6 +23,14 @@
 namespace kmixup::cuda {
 
 enum class DType : int { kFloat32 = 0, kFloat64 = 1, kFloat16 = 2, kBFloat16 = 3 };
+
+// A CUDA grid holds at most 2^31 - 1 blocks, and the row kernels take one block per chunk of
+// a long row or one per several short rows: a launch takes at most max_rows(row_len, dtype)
+// rows of row_len elements (billions; more than any GPU memory holds for realistic rows).
+// rows_fit(batch, ...) is batch <= max_rows(...). The binding checks it first, to name the
+// limit in its error; the launchers check it again.
+bool rows_fit(int64_t batch, int64_t row_len, DType dtype);
+int64_t max_rows(int64_t row_len, DType dtype);
 
 // A strided float32 / float64 vector of B values (lam or coeff); stride 0 broadcasts one.
 struct Coefficients {

@@ -284,6 +284,15 @@ inline cudaError_t dispatch_pack(int n, F&& f) {
 // The plan's blocks fit a 1-D grid.
 inline bool grid_fits(const RowPlan& plan) { return plan.blocks <= INT32_MAX; }
 
+// The most rows of row_len elements whose plan fits a grid: from kTargetBlocks rows on, a
+// long row's chunk count no longer depends on the batch, and short rows always share blocks
+// the same way. (Below kTargetBlocks rows, a grid that large takes tens of terabytes of rows.)
+inline int64_t max_rows_of(int64_t row_len, int elem_bytes) {
+  const RowPlan plan = plan_rows(kTargetBlocks, row_len, elem_bytes);
+  if (plan.row_shift < kLogThreads) return int64_t{INT32_MAX} << (kLogThreads - plan.row_shift);
+  return INT32_MAX / plan.chunks;
+}
+
 // Mixes rows of `src` into `dst` (interpolate.cu): dst[i] = c[i] * src[i] + (1 - c[m]) *
 // src[j] with j = other[i] and m = i, or m = j for the adjoint (other is then the inverse
 // permutation). kernel_mix.cu reuses it for its second launch. With coeff_out set (forward
