@@ -13,6 +13,15 @@
 // * The return value is cudaGetLastError() after the launches (cudaErrorInvalidValue for
 //   arguments the kernels cannot take, e.g. a batch beyond max_rows: every grid is checked
 //   before anything is launched).
+//
+// Structure (kernel_mix.cu, interpolate.cu, rows.cuh). The row kernels (distances, mixing)
+// run 256-thread blocks: a long row is split over several blocks, short rows share one (a
+// power-of-two group of threads a row, e.g. [4096, 512] bfloat16: 4 rows a block); loads and
+// stores are 16-byte packs, or the widest of 8, 4, 2 bytes the row length and base addresses
+// allow. Every reduction has a fixed order (no float atomics). kernel_mix is a ticket memset
+// and three kernels: distances (the last block to finish adds each row's partials and writes
+// the distances and their finite mean to the workspace), coefficients (one pair a thread,
+// 64-thread blocks over the whole GPU), mixing (exact copies for coefficients 1 and 0).
 #pragma once
 
 #include <cuda_runtime_api.h>

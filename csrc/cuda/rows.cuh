@@ -208,8 +208,11 @@ __device__ __forceinline__ A group_sum(A v, int shift, A* scratch) {
 // row gets the fewest threads, 2^row_shift, that give each of its packs a thread, and a block
 // takes kThreads >> row_shift consecutive rows (chunks == 1, chunk_elems >= row_len): a
 // [4096, 512] bfloat16 batch runs 4 rows of 64 threads a block, not 64 busy threads of 256.
-// The plan depends on (batch, row_len, element size) only, never on the device or on
-// alignment, so every reduction has one fixed order.
+// The plan depends on (batch, row_len, element size) only, never on the device; with the
+// pack width (pack_elems, chosen per launch from the layout) it fixes every reduction's order,
+// so the same inputs give the same bits on every run. (A copy of the data at another
+// alignment may load narrower packs, give each thread other elements, and differ in the
+// last bits of a distance.)
 struct RowPlan {
   int64_t chunks;
   int64_t chunk_elems;
