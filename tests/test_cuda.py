@@ -220,6 +220,91 @@ def test_kernel_mix_is_deterministic():
     assert_identical(ops.pair_sq_dist(x, perm), d)
 
 
+# ----------------------------------------------------------------------------- rows on blocks
+# A row of at most 128 16-byte packs takes a power-of-two group of threads and a block several
+# such rows; a long row is split over blocks. Loads are 16 bytes wide, or the widest of 8, 4,
+# 2 bytes that the row length and the base addresses allow.
+
+# (B, row). In float32 16-byte packs: 1 (partial and full; 256 rows a block), 17, 33, 64,
+# 100, 128, and 129 (just past the multi-row limit: one row a block); the batches leave the
+# last block partly empty. Other dtypes land elsewhere in the same range.
+SHORT_ROWS = [(1000, 3), (1000, 4), (300, 68), (257, 132), (129, 256), (70, 400), (33, 512),
+              (9, 516)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHORT_ROWS)
+def test_short_rows_share_blocks(dtype, shape):
+    x, perm, lam = batch(shape, dtype, seed=shape[1])
+    lam = lam.to(acc_dtype(dtype))
+    lam[:7] = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.5, 1.0, 0.0])  # exact copies among mixes
+    d = ops.pair_sq_dist(x, perm)
+    rtol = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(d.cpu(), ops.pair_sq_dist(*cpu(x, perm)), rtol=rtol, atol=0)
+    for warping in WARPINGS:
+        mixed, coeff = ops.kernel_mix(x, perm, lam, x, 1.0, 0.25, warping)
+        _, coeff_cpu = ops.kernel_mix(*cpu(x, perm, lam, x), 1.0, 0.25, warping)
+        torch.testing.assert_close(coeff.cpu(), coeff_cpu, rtol=0, atol=coeff_tol(dtype))
+        assert_identical(mixed, mix_reference(x, perm, coeff))
+    assert_identical(ops.interpolate(x, perm, lam), mix_reference(x, perm, lam))
+    assert_identical(ops.interpolate_backward(x, perm, lam), backward_reference(x, perm, lam))
+    again = ops.kernel_mix(x, perm, lam, x, 1.0, 0.25, "beta_cdf")
+    assert_identical(again[1], ops.kernel_mix(x, perm, lam, x, 1.0, 0.25, "beta_cdf")[1])
+
+
+def _offset(x, elems):
+    """A copy of x whose data starts `elems` elements past a fresh (512-byte aligned) buffer."""
+    flat = torch.empty(x.numel() + elems, dtype=x.dtype, device=x.device)
+    flat[elems:] = x.reshape(-1)
+    return flat[elems:].view(x.shape)
+
+
+# (row length, base offset in elements): 16-byte rows one element off; rows of 8 or 4 bytes
+# times an odd number (8- / 4-byte packs); offsets of 2 and 4 elements; odd rows (1 element).
+MISALIGNED = [(64, 1), (64, 2), (64, 4), (6, 0), (10, 2), (12, 0), (12, 4), (7, 0), (7, 3),
+              (1030, 0), (1030, 2), (3 * 10**5 + 2, 0), (3 * 10**5 + 2, 1)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("row", "offset"), MISALIGNED)
+def test_narrow_packs_for_misaligned_rows(dtype, row, offset):
+    b = 37 if row < 10**4 else 3
+    x, perm, lam = batch((b, row), dtype, seed=row + offset)
+    lam = lam.to(acc_dtype(dtype))
+    lam[:2] = torch.tensor([1.0, 0.0])
+    xo = _offset(x, offset)
+    assert_identical(xo, x)
+    rtol = 1e-12 if dtype == torch.float64 else 1e-5
+    want_d = ops.pair_sq_dist(*cpu(x, perm))
+    torch.testing.assert_close(ops.pair_sq_dist(xo, perm).cpu(), want_d, rtol=rtol, atol=0)
+    mixed, coeff = ops.kernel_mix(xo, perm, lam, xo, 1.0, 0.25, "beta_cdf")
+    _, coeff_cpu = ops.kernel_mix(*cpu(x, perm, lam, x), 1.0, 0.25, "beta_cdf")
+    torch.testing.assert_close(coeff.cpu(), coeff_cpu, rtol=0, atol=coeff_tol(dtype))
+    assert_identical(mixed, mix_reference(x, perm, coeff))
+    # Source aligned, destination not (and the reverse): the narrower of the two is used.
+    out = _offset(torch.zeros_like(x), offset + 1)
+    coeff_out = ops.kernel_mix_out(x, perm, lam, x, 1.0, 0.25, "none", out)
+    assert_identical(coeff_out, lam)
+    assert_identical(out, mix_reference(x, perm, lam))
+    assert_identical(ops.interpolate(xo, perm, lam), mix_reference(x, perm, lam))
+    assert_identical(ops.interpolate_backward(xo, perm, lam), backward_reference(x, perm, lam))
+
+
+@pytest.mark.parametrize(("shape", "warping"), [((4096, 16), "inverse_beta_cdf"),
+                                                ((2**22 + 3, 1), "beta_cdf")])
+def test_large_batches_spread_the_coefficients(shape, warping):
+    """The coefficient kernel: one pair a thread over many blocks (2^22 + 3 pairs need more
+    than its 2^16-block grid, so its threads stride); the mean over millions of rows."""
+    x, perm, lam = batch(shape, torch.float32, seed=13)
+    lam = lam.float()
+    x[5, 0] = float("inf")  # a non-finite pair: coefficient 1, left out of the mean
+    mixed, coeff = ops.kernel_mix(x, perm, lam, x, 1.0, 0.25, warping)
+    _, coeff_cpu = ops.kernel_mix(*cpu(x, perm, lam, x), 1.0, 0.25, warping)
+    torch.testing.assert_close(coeff.cpu(), coeff_cpu, rtol=0, atol=coeff_tol(torch.float32))
+    assert_identical(mixed, mix_reference(x, perm, coeff))
+    assert coeff[5].item() == 1.0
+
+
 def test_contract_errors_name_the_argument():
     x, perm, lam = batch((4, 3), seed=2)
     with pytest.raises(RuntimeError, match="perm must be int64"):

@@ -53,6 +53,15 @@ void* data_or_null(const at::Tensor& t) { return t.defined() ? t.data_ptr() : nu
 
 cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
 
+// A batch beyond the row kernels' grid is refused here, naming the limit, rather than as the
+// launcher's bare cudaErrorInvalidValue.
+void check_rows_fit(int64_t batch, int64_t row_len, DType dtype, const char* name) {
+  TORCH_CHECK(rows_fit(batch, row_len, dtype), "kmixup: ", name, " has ", batch, " rows of ",
+              row_len, " elements, more than the ", max_rows(row_len, dtype),
+              " rows of that length that one CUDA launch takes (a grid holds at most 2^31 - 1 "
+              "blocks); mix it in smaller batches");
+}
+
 at::Tensor pair_sq_dist_cuda(const at::Tensor& f, const at::Tensor& perm) {
   check_batch_and_perm(f, "f", perm);
   check_cuda(f, "f");
@@ -63,6 +72,7 @@ at::Tensor pair_sq_dist_cuda(const at::Tensor& f, const at::Tensor& perm) {
   const int64_t batch = f.size(0), row = row_length(rows);
   at::Tensor out = at::empty({batch}, f.options().dtype(acc_dtype(f)));
   if (batch == 0) return out;
+  check_rows_fit(batch, row, dtype, "f");
   const at::Tensor ws = workspace(pair_sq_dist_workspace_bytes(batch, row, dtype), f);
   C10_CUDA_CHECK(launch_pair_sq_dist(
       {rows.const_data_ptr(), dtype, batch, row, perm_c.const_data_ptr<int64_t>(),
@@ -82,12 +92,19 @@ at::Tensor kernel_mix_into(const at::Tensor& x, const at::Tensor& perm, const at
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t batch = x.size(0);
   const at::Tensor x_rows = row_dense(x);
-  // With warping "none" the features are never read: no copy for them.
-  const at::Tensor f_rows = warping == kNone ? feats : row_dense(feats);
+  // With warping "none" the features are never read: no copy for them. Features that are x
+  // (the default: Python passes x.detach(), another tensor over the same memory) share x's
+  // row-dense copy rather than making a second one when x is in neither layout.
+  const bool feats_is_x = feats.is_alias_of(x) && feats.scalar_type() == x.scalar_type() &&
+                          feats.storage_offset() == x.storage_offset() &&
+                          feats.sizes() == x.sizes() && feats.strides() == x.strides();
+  const at::Tensor f_rows = warping == kNone ? feats : feats_is_x ? x_rows : row_dense(feats);
   const at::Tensor perm_c = perm.contiguous();
   at::Tensor coeff = at::empty({batch}, x.options().dtype(acc_dtype(x)));
   if (batch == 0) return coeff;
   const int64_t f_row = row_length(f_rows);
+  check_rows_fit(batch, row_length(x_rows), x_dtype, "x");
+  if (warping != kNone) check_rows_fit(batch, f_row, feats_dtype, "feats");
   const at::Tensor ws = workspace(kernel_mix_workspace_bytes(batch, f_row, feats_dtype, warping), x);
   KernelMixArgs args{};
   args.x = x_rows.const_data_ptr();
@@ -147,6 +164,7 @@ at::Tensor mix_rows(const at::Tensor& x, const char* x_name, const at::Tensor& p
   const c10::cuda::CUDAGuard guard(x.device());
   const at::Tensor rows = row_dense(x);
   const at::Tensor perm_c = perm.contiguous();
+  check_rows_fit(x.size(0), row_length(rows), dtype, x_name);
   at::Tensor out = at::empty_like(rows);
   const InterpolateArgs args{rows.const_data_ptr(), dtype,        x.size(0),
                              row_length(rows),      perm_c.const_data_ptr<int64_t>(),

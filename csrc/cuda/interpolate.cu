@@ -1,8 +1,11 @@
 // interpolate and interpolate_backward: one kernel that mixes two source rows into one
-// destination row, one block per (row, chunk), with no atomics.
+// destination row, with no atomics. Rows are laid out on blocks by plan_rows (rows.cuh): one
+// block per (row, chunk) for long rows, several short rows a block (a power-of-two group of
+// threads each). Loads and stores are 16 bytes wide, or the widest of 8, 4, 2 bytes that the
+// row length and both base addresses allow (pack_elems).
 //
-// Forward, block of row i:  out[i] = c[i] * x[i] + (1 - c[i]) * x[perm[i]]
-// Backward, block of row j: out[j] = c[j] * g[j] + (1 - c[q]) * g[q], q = source[j] the
+// Forward, threads of row i:  out[i] = c[i] * x[i] + (1 - c[i]) * x[perm[i]]
+// Backward, threads of row j: out[j] = c[j] * g[j] + (1 - c[q]) * g[q], q = source[j] the
 // sample whose partner is j. source, the inverse permutation, is built first by one small
 // kernel with atomics, which also traps on a perm that is not a permutation (a duplicate
 // would leave some gradient row without its q): every output row has exactly one writer
@@ -19,6 +22,7 @@ struct MixParams {
   const T* __restrict__ src;
   T* __restrict__ dst;
   int64_t batch, row_len, chunks, chunk_elems;
+  int row_shift;
   const int64_t* __restrict__ other;
   Coefficients coeff;
   bool adjoint;
@@ -43,8 +47,8 @@ __global__ void invert_perm_kernel(const int64_t* __restrict__ perm, int64_t bat
 
 template <typename T, int N>
 __device__ __forceinline__ void copy_range(const T* __restrict__ src, T* __restrict__ dst,
-                                           int64_t begin, int64_t end) {
-  for_packs<N>(begin, end, [&](const int64_t(&off)[kUnroll]) {
+                                           const Slice& s) {
+  for_packs<N>(s.begin, s.end, s.lane, s.threads, [&](const int64_t(&off)[kUnroll]) {
     Pack<T, N> v[kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u)
@@ -58,8 +62,8 @@ __device__ __forceinline__ void copy_range(const T* __restrict__ src, T* __restr
 template <typename T, int N>
 __device__ __forceinline__ void mix_range(const T* __restrict__ a, acc_t<T> wa,
                                           const T* __restrict__ b, acc_t<T> wb,
-                                          T* __restrict__ dst, int64_t begin, int64_t end) {
-  for_pack_pairs<T, N>(a, b, begin, end,
+                                          T* __restrict__ dst, const Slice& s) {
+  for_pack_pairs<T, N>(a, b, s.begin, s.end, s.lane, s.threads,
                        [&](int64_t off, const Pack<T, N>& va, const Pack<T, N>& vb) {
                          Pack<T, N> o;
 #pragma unroll
@@ -74,47 +78,48 @@ __device__ __forceinline__ void mix_range(const T* __restrict__ a, acc_t<T> wa,
 template <typename T, int N>
 __global__ void __launch_bounds__(kThreads) mix_rows_kernel(const MixParams<T> p) {
   using A = acc_t<T>;
-  const Chunk c = block_chunk(p.chunks, p.chunk_elems, p.row_len);
-  const int64_t partner = p.other[c.row];
+  const Slice s = thread_slice(blockIdx.x, threadIdx.x, p.chunks, p.chunk_elems, p.row_len,
+                                 p.row_shift);
+  if (s.row >= p.batch) return;  // the block's last rows may lie past the batch
+  const int64_t partner = p.other[s.row];
   KMIXUP_CHECK_INDEX(partner, p.batch);
-  const A k = load_coeff<A>(p.coeff, c.row);
+  const A k = load_coeff<A>(p.coeff, s.row);
   const A wa = k;
   const A wb = A(1) - (p.adjoint ? load_coeff<A>(p.coeff, partner) : k);
-  if (p.coeff_out != nullptr && c.index == 0 && threadIdx.x == 0) p.coeff_out[c.row] = k;
+  if (p.coeff_out != nullptr && s.index == 0 && s.lane == 0) p.coeff_out[s.row] = k;
 
-  const T* a = p.src + c.row * p.row_len;
+  const T* a = p.src + s.row * p.row_len;
   const T* b = p.src + partner * p.row_len;
-  T* dst = p.dst + c.row * p.row_len;
+  T* dst = p.dst + s.row * p.row_len;
   if (wa == A(1) && wb == A(0)) {
-    copy_range<T, N>(a, dst, c.begin, c.end);
+    copy_range<T, N>(a, dst, s);
   } else if (wa == A(0) && wb == A(1)) {
-    copy_range<T, N>(b, dst, c.begin, c.end);
+    copy_range<T, N>(b, dst, s);
   } else {
-    mix_range<T, N>(a, wa, b, wb, dst, c.begin, c.end);
+    mix_range<T, N>(a, wa, b, wb, dst, s);
   }
 }
 
 template <typename T>
 cudaError_t launch_typed(const MixLaunch& args, cudaStream_t stream) {
   const RowPlan plan = plan_rows(args.batch, args.row_len, sizeof(T));
-  if (!grid_fits(args.batch, plan)) return cudaErrorInvalidValue;
+  if (!grid_fits(plan)) return cudaErrorInvalidValue;
   const MixParams<T> p{static_cast<const T*>(args.src),
                        static_cast<T*>(args.dst),
                        args.batch,
                        args.row_len,
                        plan.chunks,
                        plan.chunk_elems,
+                       plan.row_shift,
                        args.other,
                        args.coeff,
                        args.adjoint,
                        static_cast<acc_t<T>*>(args.coeff_out)};
-  const auto grid = static_cast<unsigned int>(args.batch * plan.chunks);
-  if (packable(args.row_len, sizeof(T), args.src, args.dst)) {
-    mix_rows_kernel<T, kVecBytes / sizeof(T)><<<grid, kThreads, 0, stream>>>(p);
-  } else {
-    mix_rows_kernel<T, 1><<<grid, kThreads, 0, stream>>>(p);
-  }
-  return cudaGetLastError();
+  const auto grid = static_cast<unsigned int>(plan.blocks);
+  return dispatch_pack<T>(pack_elems(args.row_len, sizeof(T), args.src, args.dst), [&](auto n) {
+    mix_rows_kernel<T, decltype(n)::value><<<grid, kThreads, 0, stream>>>(p);
+    return cudaGetLastError();
+  });
 }
 
 }  // namespace
@@ -130,6 +135,14 @@ cudaError_t launch_mix_rows(const MixLaunch& args, cudaStream_t stream) {
 
 namespace kmixup::cuda {
 
+bool rows_fit(int64_t batch, int64_t row_len, DType dtype) {
+  return detail::grid_fits(detail::plan_rows(batch, row_len, detail::elem_bytes(dtype)));
+}
+
+int64_t max_rows(int64_t row_len, DType dtype) {
+  return detail::max_rows_of(row_len, detail::elem_bytes(dtype));
+}
+
 cudaError_t launch_interpolate(const InterpolateArgs& args, cudaStream_t stream) {
   if (args.row_len == 0) return cudaSuccess;
   return detail::launch_mix_rows({args.x, args.out, args.dtype, args.batch, args.row_len,
@@ -144,7 +157,9 @@ size_t interpolate_backward_workspace_bytes(int64_t batch) {
 cudaError_t launch_interpolate_backward(const InterpolateArgs& args, void* workspace,
                                         cudaStream_t stream) {
   if (args.batch == 0) return cudaSuccess;
-  if (workspace == nullptr) return cudaErrorInvalidValue;
+  if (workspace == nullptr || !rows_fit(args.batch, args.row_len, args.dtype)) {
+    return cudaErrorInvalidValue;  // before the first launch
+  }
   auto* source = static_cast<unsigned long long*>(workspace);
   cudaError_t err = cudaMemsetAsync(source, 0xFF, interpolate_backward_workspace_bytes(args.batch),
                                     stream);

@@ -11,7 +11,17 @@
 //   caller (see *_workspace_bytes), the only memset is a cudaMemsetAsync on `stream`, so
 //   every launcher can be captured in a CUDA graph.
 // * The return value is cudaGetLastError() after the launches (cudaErrorInvalidValue for
-//   arguments the kernels cannot take).
+//   arguments the kernels cannot take, e.g. a batch beyond max_rows: every grid is checked
+//   before anything is launched).
+//
+// Structure (kernel_mix.cu, interpolate.cu, rows.cuh). The row kernels (distances, mixing)
+// run 256-thread blocks: a long row is split over several blocks, short rows share one (a
+// power-of-two group of threads a row, e.g. [4096, 512] bfloat16: 4 rows a block); loads and
+// stores are 16-byte packs, or the widest of 8, 4, 2 bytes the row length and base addresses
+// allow. Every reduction has a fixed order (no float atomics). kernel_mix is a ticket memset
+// and three kernels: distances (the last block to finish adds each row's partials and writes
+// the distances and their finite mean to the workspace), coefficients (one pair a thread,
+// 64-thread blocks over the whole GPU), mixing (exact copies for coefficients 1 and 0).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -22,6 +32,14 @@
 namespace kmixup::cuda {
 
 enum class DType : int { kFloat32 = 0, kFloat64 = 1, kFloat16 = 2, kBFloat16 = 3 };
+
+// A CUDA grid holds at most 2^31 - 1 blocks, and the row kernels take one block per chunk of
+// a long row or one per several short rows: a launch takes at most max_rows(row_len, dtype)
+// rows of row_len elements (billions; more than any GPU memory holds for realistic rows).
+// rows_fit(batch, ...) is batch <= max_rows(...). The binding checks it first, to name the
+// limit in its error; the launchers check it again.
+bool rows_fit(int64_t batch, int64_t row_len, DType dtype);
+int64_t max_rows(int64_t row_len, DType dtype);
 
 // A strided float32 / float64 vector of B values (lam or coeff); stride 0 broadcasts one.
 struct Coefficients {

@@ -1,5 +1,8 @@
-// Device helpers of the row kernels (kernel_mix.cu, interpolate.cu): element types, 16-byte
-// packs, a deterministic block reduction, and how a row is split over blocks.
+// Device helpers of the row kernels (kernel_mix.cu, interpolate.cu): element types, packs
+// (16-byte loads and stores, or the widest narrower ones a launch's layout allows), a
+// deterministic reduction over the threads of a row, and how rows are laid out on blocks: a
+// long row is split over several blocks (chunks), a short row takes a power-of-two group of a
+// block's threads, so that one block serves several rows.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -8,6 +11,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "cuda/launchers.h"
 
@@ -29,7 +33,8 @@ extern "C" {
 
 namespace kmixup::cuda::detail {
 
-constexpr int kThreads = 256;       // every row kernel; the coefficient phase uses them all
+constexpr int kLogThreads = 8;
+constexpr int kThreads = 1 << kLogThreads;  // every row kernel
 constexpr int kVecBytes = 16;       // one ld/st.global.v4
 constexpr int kUnroll = 4;          // packs in flight per thread and row
 constexpr int kMaxPacksPerThread = 8;
@@ -101,37 +106,47 @@ __device__ __forceinline__ A load_coeff(const Coefficients& c, int64_t i) {
                      : static_cast<A>(static_cast<const float*>(c.data)[i * c.stride]);
 }
 
-// The element range [begin, end) of block b's chunk, and its row.
-struct Chunk {
+// What this thread works on: the element range [begin, end) (chunk `index`) of row `row`,
+// as thread `lane` of the 2^row_shift threads that share the row. A block holds
+// kThreads >> row_shift rows (then chunks == 1) or one chunk of one row (row_shift ==
+// kLogThreads). row may be >= batch in a block's last rows: the caller checks.
+struct Slice {
   int64_t row, index, begin, end;
+  int lane, threads;
 };
-__device__ __forceinline__ Chunk block_chunk(int64_t chunks, int64_t chunk_elems,
-                                             int64_t row_len) {
-  Chunk c;
-  c.row = static_cast<int64_t>(blockIdx.x) / chunks;
-  c.index = static_cast<int64_t>(blockIdx.x) - c.row * chunks;
-  c.begin = c.index * chunk_elems;
-  c.end = c.begin + chunk_elems < row_len ? c.begin + chunk_elems : row_len;
-  return c;
+__host__ __device__ __forceinline__ Slice thread_slice(unsigned int block, unsigned int thread,
+                                                       int64_t chunks, int64_t chunk_elems,
+                                                       int64_t row_len, int row_shift) {
+  Slice s;
+  const int64_t tile = block / chunks;  // the block's first row, in units of rows per block
+  s.index = block - tile * chunks;
+  s.row = (tile << (kLogThreads - row_shift)) + (thread >> row_shift);
+  s.lane = static_cast<int>(thread & ((1u << row_shift) - 1));
+  s.threads = 1 << row_shift;
+  s.begin = s.index * chunk_elems;
+  s.end = s.begin + chunk_elems < row_len ? s.begin + chunk_elems : row_len;
+  return s;
 }
 
-// Calls body(offsets) for the packs of [begin, end) that this thread owns, kUnroll packs per
-// call (offsets[u] < 0 for the missing ones of the last, partial group), so that the loads
-// of a group are all issued before their results are used. end - begin is a multiple of N.
+// Calls body(offsets) for the packs of [begin, end) that this thread (lane of threads)
+// owns, kUnroll packs per call (offsets[u] < 0 for the missing ones of the last, partial
+// group), so that the loads of a group are all issued before their results are used.
+// end - begin is a multiple of N.
 template <int N, typename Body>
-__device__ __forceinline__ void for_packs(int64_t begin, int64_t end, Body&& body) {
-  constexpr int64_t kStride = int64_t{kThreads} * N;
-  int64_t i = begin + int64_t{threadIdx.x} * N;
-  for (; i + (kUnroll - 1) * kStride < end; i += kUnroll * kStride) {
+__device__ __forceinline__ void for_packs(int64_t begin, int64_t end, int lane, int threads,
+                                          Body&& body) {
+  const int64_t stride = int64_t{threads} * N;
+  int64_t i = begin + int64_t{lane} * N;
+  for (; i + (kUnroll - 1) * stride < end; i += kUnroll * stride) {
     int64_t offsets[kUnroll];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) offsets[u] = i + u * kStride;
+    for (int u = 0; u < kUnroll; ++u) offsets[u] = i + u * stride;
     body(offsets);
   }
   if (i < end) {
     int64_t offsets[kUnroll];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) offsets[u] = i + u * kStride < end ? i + u * kStride : -1;
+    for (int u = 0; u < kUnroll; ++u) offsets[u] = i + u * stride < end ? i + u * stride : -1;
     body(offsets);
   }
 }
@@ -140,8 +155,9 @@ __device__ __forceinline__ void for_packs(int64_t begin, int64_t end, Body&& bod
 // the two loads of each of a group's kUnroll packs are all issued before the first body runs.
 template <typename T, int N, typename Body>
 __device__ __forceinline__ void for_pack_pairs(const T* __restrict__ a, const T* __restrict__ b,
-                                               int64_t begin, int64_t end, Body&& body) {
-  for_packs<N>(begin, end, [&](const int64_t(&off)[kUnroll]) {
+                                               int64_t begin, int64_t end, int lane, int threads,
+                                               Body&& body) {
+  for_packs<N>(begin, end, lane, threads, [&](const int64_t(&off)[kUnroll]) {
     Pack<T, N> va[kUnroll], vb[kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
@@ -159,38 +175,49 @@ __device__ __forceinline__ void for_pack_pairs(const T* __restrict__ a, const T*
 
 // ---------------------------------------------------------------- reduction
 
+// Sum over each aligned group of 2^shift threads (the threads of one row; shift ==
+// kLogThreads: the whole block), in a fixed order, so the result depends on neither
+// scheduling nor timing: a butterfly over the group's lanes within a warp, then, for a group
+// wider than a warp, its warps' sums added in warp order. Valid in the group's first thread
+// (lane 0). Every thread of the block must call it with the same shift (a block-uniform
+// value); `scratch` holds kThreads / 32 values.
 template <typename A>
-__device__ __forceinline__ A warp_sum(A v) {
+__device__ __forceinline__ A group_sum(A v, int shift, A* scratch) {
 #pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    if (offset < (1 << shift)) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  }
+  if (shift > 5) {
+    __syncthreads();  // scratch may still be read from a previous call
+    if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = v;
+    __syncthreads();
+    if ((threadIdx.x & ((1u << shift) - 1)) == 0) {
+      const int first = threadIdx.x >> 5, warps = 1 << (shift - 5);
+      v = scratch[first];
+      for (int w = 1; w < warps; ++w) v += scratch[first + w];
+    }
+  }
   return v;
-}
-
-// Sum over the block, in a fixed order (so the result does not depend on scheduling), valid
-// in every thread. Every thread must call it; `scratch` holds kThreads / 32 values.
-template <typename A>
-__device__ __forceinline__ A block_sum(A v, A* scratch) {
-  constexpr int kWarps = kThreads / 32;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  v = warp_sum(v);
-  __syncthreads();  // scratch may still be read from a previous call
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  A total = scratch[0];
-#pragma unroll
-  for (int w = 1; w < kWarps; ++w) total += scratch[w];
-  return total;
 }
 
 // ---------------------------------------------------------------- row split
 
-// A row of row_len elements is cut into `chunks` pieces of chunk_elems (a multiple of the
-// 16-byte pack, the last piece shorter), one block each; block b works on row b / chunks.
-// The split depends on (batch, row_len, element size) only, never on the device or on
-// alignment, so every reduction has one fixed order.
+// How rows map to blocks. A row of more than kThreads / 2 16-byte packs is cut into `chunks`
+// pieces of chunk_elems (a multiple of the pack, the last piece shorter), one block each of
+// kThreads threads (row_shift == kLogThreads); block b works on row b / chunks. A shorter
+// row gets the fewest threads, 2^row_shift, that give each of its packs a thread, and a block
+// takes kThreads >> row_shift consecutive rows (chunks == 1, chunk_elems >= row_len): a
+// [4096, 512] bfloat16 batch runs 4 rows of 64 threads a block, not 64 busy threads of 256.
+// The plan depends on (batch, row_len, element size) only, never on the device; with the
+// pack width (pack_elems, chosen per launch from the layout) it fixes every reduction's order,
+// so the same inputs give the same bits on every run. (A copy of the data at another
+// alignment may load narrower packs, give each thread other elements, and differ in the
+// last bits of a distance.)
 struct RowPlan {
   int64_t chunks;
   int64_t chunk_elems;
+  int row_shift;
+  int64_t blocks;  // the grid: batch * chunks, or batch / rows per block rounded up
 };
 
 // Calls f(Tag<T>{}) with T the element type of d.
@@ -211,7 +238,11 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline RowPlan plan_rows(int64_t batch, int64_t row_len, int elem_bytes) {
   const int64_t per_pack = kVecBytes / elem_bytes;
   const int64_t packs = ceil_div(row_len, per_pack);
-  if (packs == 0) return {1, 0};
+  if (packs <= kThreads / 2) {
+    int shift = 0;
+    while ((int64_t{1} << shift) < packs) ++shift;
+    return {1, packs * per_pack, shift, ceil_div(batch, int64_t{1} << (kLogThreads - shift))};
+  }
   // Enough blocks over the batch, but at least one and at most kMaxPacksPerThread packs per
   // thread: 128 x 3072 floats -> 3 blocks a row, 256 x 150528 floats -> 19.
   int64_t chunks = ceil_div(kTargetBlocks, batch > 0 ? batch : 1);
@@ -219,24 +250,50 @@ inline RowPlan plan_rows(int64_t batch, int64_t row_len, int elem_bytes) {
   const int64_t at_least = ceil_div(packs, int64_t{kThreads} * kMaxPacksPerThread);
   chunks = chunks > at_least ? chunks : at_least;
   const int64_t chunk_packs = ceil_div(packs, chunks);
-  return {ceil_div(packs, chunk_packs), chunk_packs * per_pack};
+  chunks = ceil_div(packs, chunk_packs);
+  const int64_t blocks = batch > INT64_MAX / chunks ? INT64_MAX : batch * chunks;
+  return {chunks, chunk_packs * per_pack, kLogThreads, blocks};
 }
 
 inline int elem_bytes(DType d) {
   return d == DType::kFloat64 ? 8 : d == DType::kFloat32 ? 4 : 2;
 }
 
-// Whether rows of row_len elements at these bases can all be moved in 16-byte packs.
-inline bool packable(int64_t row_len, int bytes, const void* p0, const void* p1 = nullptr) {
-  const auto misaligned = [](const void* p) {
-    return p != nullptr && (reinterpret_cast<uintptr_t>(p) % kVecBytes) != 0;
-  };
-  return (row_len * bytes) % kVecBytes == 0 && !misaligned(p0) && !misaligned(p1);
+// The widest pack, in elements, in which every row of row_len elements of bytes-sized
+// elements at these bases (p1 optional) can be moved: 16 bytes, else 8, 4, 2, down to one
+// element. Row i starts at base + i * row_len * bytes, so both rows of a pair, and every
+// chunk boundary (a multiple of 16 bytes into the row), are aligned to the pack when each
+// base and the row's byte length are; the row length is then a multiple of the pack too.
+// One choice per launch: a sliced view one element off, or a row of 6 floats, keeps 4- or
+// 8-byte loads instead of falling back to single elements.
+inline int pack_elems(int64_t row_len, int bytes, const void* p0, const void* p1 = nullptr) {
+  const uintptr_t bits = static_cast<uintptr_t>(row_len) * static_cast<uintptr_t>(bytes) |
+                         reinterpret_cast<uintptr_t>(p0) | reinterpret_cast<uintptr_t>(p1);
+  int width = kVecBytes;
+  while (width > bytes && bits % static_cast<uintptr_t>(width) != 0) width /= 2;
+  return width / bytes;
 }
 
-// One block per (row, chunk): a 1-D grid.
-inline bool grid_fits(int64_t batch, const RowPlan& plan) {
-  return batch <= INT32_MAX / plan.chunks;
+// Calls f(std::integral_constant<int, N>{}) with N == n, for n a power of two no larger than
+// a 16-byte pack of T (what pack_elems returns): one kernel instantiation per width.
+template <typename T, int N = kVecBytes / static_cast<int>(sizeof(T)), typename F>
+inline cudaError_t dispatch_pack(int n, F&& f) {
+  if constexpr (N > 1) {
+    if (n < N) return dispatch_pack<T, N / 2>(n, static_cast<F&&>(f));
+  }
+  return f(std::integral_constant<int, N>{});
+}
+
+// The plan's blocks fit a 1-D grid.
+inline bool grid_fits(const RowPlan& plan) { return plan.blocks <= INT32_MAX; }
+
+// The most rows of row_len elements whose plan fits a grid: from kTargetBlocks rows on, a
+// long row's chunk count no longer depends on the batch, and short rows always share blocks
+// the same way. (Below kTargetBlocks rows, a grid that large takes tens of terabytes of rows.)
+inline int64_t max_rows_of(int64_t row_len, int elem_bytes) {
+  const RowPlan plan = plan_rows(kTargetBlocks, row_len, elem_bytes);
+  if (plan.row_shift < kLogThreads) return int64_t{INT32_MAX} << (kLogThreads - plan.row_shift);
+  return INT32_MAX / plan.chunks;
 }
 
 // Mixes rows of `src` into `dst` (interpolate.cu): dst[i] = c[i] * src[i] + (1 - c[m]) *
