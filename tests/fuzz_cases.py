@@ -1285,7 +1285,10 @@ def gen_kernel_mix_variant(rg: Rng, in_place: bool) -> Case:
     lam_python_checked(args["lam"])
     x = args["x"]
     if in_place and x.kind == OK and not dense_rows(x.value):
-        x.kind, x.tag = BAD, x.tag + ",not dense (in place)"
+        if bad in (None, "x"):
+            x.kind, x.tag = BAD, x.tag + ",not dense (in place)"
+        else:  # one hostile argument per case
+            x.value = x.value.contiguous()
     if in_place and bad == "x" and rg.chance(0.4):  # autograd needs x's values
         x.value, x.kind, x.tag = float_tensor(rg, shape, layout=False)[0], BAD, "requires_grad"
         x.value.requires_grad_(True)
@@ -1656,7 +1659,10 @@ def gen_mixer(rg: Rng, plain: bool) -> Case:
     in_place = call.get("call_inplace", Arg(None)).value
     in_place = ctor.get("inplace", Arg(False)).value if in_place is None else in_place
     if in_place and x.kind == OK and not dense_rows(x.value):
-        x.kind, x.tag = BAD, x.tag + ",not dense (in place)"
+        if bad in (None, "x"):
+            x.kind, x.tag = BAD, x.tag + ",not dense (in place)"
+        else:  # one hostile argument per case
+            x.value = x.value.contiguous()
     args = {**ctor, **call}
     ctor_keys = tuple(ctor)
 
@@ -2263,8 +2269,10 @@ def judge_error(case: Case, err: Exception) -> tuple[str | None, str]:
     for name in hostile:
         names.update(case.also.get(name, ()))
     if any(names_in(message, n) for n in names):
+        named = [n for n, a in hostile.items()
+                 if any(names_in(message, m) for m in (n, *case.also.get(n, ())))]
         dtype_args = [n for n, a in hostile.items() if wants_type_error(n, a)]
-        if dtype_args and not isinstance(err, TypeError):
+        if named and all(n in dtype_args for n in named) and not isinstance(err, TypeError):
             return (f"{type(err).__name__}, not TypeError, for an unsupported dtype of "
                     f"{'/'.join(dtype_args)}", text)
         return None, text
