@@ -50,6 +50,9 @@ TIMEOUT = float(os.environ.get("KMIXUP_FUZZ_TIMEOUT", "20"))
 STARTUP_TIMEOUT = 180.0
 REPORT = os.environ.get("KMIXUP_FUZZ_REPORT")
 BACKENDS = ("compiled", "pure")
+# The fork server passes sockets with SCM_RIGHTS over an AF_UNIX SOCK_SEQPACKET pair.
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="the fuzz workers need Linux (fork, SOCK_SEQPACKET)")
 MALLOC_DEBUG = ctypes.util.find_library("c_malloc_debug") if sys.platform == "linux" else None
 
 
