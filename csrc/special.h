@@ -399,7 +399,10 @@ KMIXUP_HD double similarity_tau(double sq_dist, double mean_sq_dist, double tau_
                                 double tau_std) {
   const double dn = mean_sq_dist > 0.0 ? sq_dist / mean_sq_dist : 0.0;
   const double excess = dn - 1.0;
-  const double exponent = excess == 0.0 ? 0.0 : excess / (2.0 * (tau_std * tau_std));
+  // An infinitely far pair (d / mean overflowing) is tau = 0 whatever the width.
+  const double exponent = excess == 0.0 || ::isinf(excess)
+                              ? excess
+                              : excess / (2.0 * (tau_std * tau_std));
   return ::exp(::log(tau_max) - exponent);
 }
 

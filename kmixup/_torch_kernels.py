@@ -63,7 +63,9 @@ def tau64(
     # underflows to 0 (the step-kernel limit), and extremes of tau_max and of the exponent
     # cancel in the log instead of overflowing.
     excess = dn - 1.0
-    exponent = torch.where(excess == 0, 0.0, excess / (2.0 * (tau_std * tau_std)))
+    exponent = excess / (2.0 * (tau_std * tau_std))
+    # An infinitely far pair is tau = 0 whatever the width (inf / inf would be NaN).
+    exponent = torch.where(excess.isinf(), excess, torch.where(excess == 0, 0.0, exponent))
     return torch.exp(math.log(tau_max) - exponent)
 
 
@@ -197,7 +199,7 @@ def kernel_mix_out(
 ) -> Tensor:
     if out.shape != x.shape or out.dtype != x.dtype or out.device != x.device:
         raise RuntimeError(f"kmixup: out must have x's shape {list(x.shape)}, dtype and device")
-    if out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
+    if x.numel() and out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
         raise RuntimeError("kmixup: out must not overlap x; mix in place with kernel_mix_")
     coeff = _coefficients(x, perm, lam, feats, tau_max, tau_std, warping)
     _mix_rows(x, perm, coeff, adjoint=False, out=out)

@@ -67,7 +67,10 @@ class FeatureBank:
             raise TypeError(
                 f"dtype must be torch.float32, float64, float16 or bfloat16, got {dtype!r}"
             )
-        self.feats = torch.zeros(int(num_samples), int(dim), dtype=dtype, device=device)
+        try:
+            self.feats = torch.zeros(int(num_samples), int(dim), dtype=dtype, device=device)
+        except (RuntimeError, AssertionError, TypeError) as err:  # unknown or unavailable
+            raise ValueError(f"device {device!r} cannot hold the bank: {err}") from None
         self.filled = torch.zeros(int(num_samples), dtype=torch.bool)
 
     def __len__(self) -> int:
@@ -75,11 +78,12 @@ class FeatureBank:
 
     def _host_index(self, index: Tensor) -> Tensor:
         C.check_tensor(index, "index")
-        if not C.is_integer_tensor(index) or index.dim() != 1:
-            raise ValueError(
-                f"index must be a 1-D integer tensor of dataset indices, got "
-                f"{index.dtype} of shape {list(index.shape)}"
+        if not C.is_integer_tensor(index):
+            raise TypeError(
+                f"index must be an integer tensor of dataset indices, got {index.dtype}"
             )
+        if index.dim() != 1:
+            raise ValueError(f"index must be 1-D [B], got shape {list(index.shape)}")
         host = index.cpu().long()
         if host.numel() and (host.min() < 0 or host.max() >= len(self)):
             raise ValueError(f"index must lie in [0, num_samples={len(self)})")
@@ -108,6 +112,8 @@ class FeatureBank:
         C.check_floating(feats, "feats")
         if feats.dim() == 0 or feats.shape[0] != host.shape[0]:
             raise ValueError(f"feats must have batch size {host.shape[0]} (that of index)")
+        if host.numel() == 0:
+            return
         rows = feats.detach().reshape(host.shape[0], -1)
         if rows.shape[1] != self.feats.shape[1]:
             raise ValueError(

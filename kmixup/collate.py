@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Callable
 
 import torch
@@ -92,7 +93,14 @@ class MixupCollate:
             ValueError: the collated batch is not a tuple or list whose first two fields
                 are tensors ``x`` and ``target``.
         """
-        batch = self.collate_fn(samples)
+        if not isinstance(samples, Sequence) or isinstance(samples, (str, bytes)):
+            raise TypeError(f"samples must be a list of dataset samples, got {type(samples)}")
+        if len(samples) == 0:
+            raise ValueError("samples is empty: there is no batch to collate")
+        try:
+            batch = self.collate_fn(samples)
+        except (RuntimeError, TypeError, ValueError, IndexError) as err:
+            raise type(err)(f"samples could not be collated: {err}") from err
         if not isinstance(batch, (tuple, list)) or len(batch) < 2:
             raise ValueError(
                 "MixupCollate expects samples (x, target) or (x, target, *rest); the "

@@ -344,7 +344,7 @@ def _check_output(x: Tensor, out: Tensor, in_place: bool) -> None:
         raise ValueError("out= does not support autograd (x or out requires grad)")
     if not out.is_contiguous(memory_format=K.memory_format(x)):
         raise ValueError("out must be contiguous in x's memory format")
-    if out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
+    if x.numel() and out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
         raise ValueError("out must not overlap x; to mix in place use kernel_mix_")
 
 
@@ -362,7 +362,7 @@ def _kernel_mix(
         feats = x
     else:
         C.check_floating(feats, "feats")
-        C.check_batched(feats, "feats")
+        C.check_batched(feats, "feats", min_batch=0)
         if feats.shape[0] != batch:
             raise ValueError(f"feats must have batch size {batch}, got {feats.shape[0]}")
         C.check_same_device(feats, "feats", x, "x")
@@ -392,11 +392,8 @@ def _kernel_mix(
                 special.betaincinv,
             ).to(K.float_dtype(x.dtype))
             return _into(out, torch.ops.kmixup.interpolate(x, perm, coeff)), coeff
-    if unmixed:
-        coeff = torch.ones(batch, dtype=K.float_dtype(x.dtype), device=x.device)
-        if out is None:  # a differentiable copy
-            return torch.ops.kmixup.interpolate(x, perm, coeff), coeff
-        return (out if in_place else out.copy_(x)), coeff
+    if unmixed:  # through the same kernels (perm still range-checked), as plain mixup at 1
+        lam, args = torch.ones_like(lam), (1.0, 1.0, "none")
     if out is None:
         return torch.ops.kmixup.kernel_mix(x, perm, lam, feats, *args)
     if in_place:
@@ -443,21 +440,27 @@ def mix_targets(
         ValueError: missing/invalid ``num_classes``, bad ``label_smoothing``, a
             shape/device mismatch, or (when validating) out-of-range values.
     """
-    C.check_tensor(y, "y")
-    C.check_batched(y, "y", min_batch=0)
+    return _mix_targets(y, perm, coeff, num_classes, label_smoothing, validate, "y")
+
+
+def _mix_targets(y, perm, coeff, num_classes, label_smoothing, validate, name) -> Tensor:
+    """:func:`mix_targets`, with errors naming the targets ``name`` (the transforms call
+    them ``target``)."""
+    C.check_tensor(y, name)
+    C.check_batched(y, name, min_batch=0)
     batch = y.shape[0]
-    C.check_perm(perm, batch, y, "y")
-    C.check_coefficient(coeff, "coeff", batch, y, "y")
+    C.check_perm(perm, batch, y, name)
+    C.check_coefficient(coeff, "coeff", batch, y, name)
     C.check_label_smoothing(label_smoothing)
     check_values = C.should_validate(validate, y)
     if C.is_integer_tensor(y):
         if num_classes is None:
-            raise ValueError("num_classes is required for integer class targets y")
+            raise ValueError(f"num_classes is required for integer class targets {name}")
         C.check_num_classes(num_classes)
         if y.dim() != 1:
-            raise ValueError(f"y: class indices must have shape [B], got {list(y.shape)}")
+            raise ValueError(f"{name}: class indices must have shape [B], got {list(y.shape)}")
         if check_values:
-            C.check_class_values(y, num_classes, "y")
+            C.check_class_values(y, num_classes, name)
         dtype = K.float_dtype(coeff.dtype)
         off = label_smoothing / num_classes
         on = 1.0 - label_smoothing + off
@@ -466,15 +469,18 @@ def mix_targets(
             1, y.long().unsqueeze(1), on
         )
     elif y.dtype.is_floating_point:
+        C.check_floating(y, name)
         if num_classes is not None:
             C.check_num_classes(num_classes)
             if y.dim() != 2 or y.shape[1] != num_classes:
                 raise ValueError(
-                    f"y: soft labels must have shape [B, num_classes={num_classes}], "
+                    f"{name}: soft labels must have shape [B, num_classes={num_classes}], "
                     f"got {list(y.shape)}"
                 )
     else:
-        raise TypeError(f"y must be integer class indices or floating, got dtype {y.dtype}")
+        raise TypeError(
+            f"{name} must be integer class indices or floating, got dtype {y.dtype}"
+        )
     if check_values:
         C.check_perm_values(perm)
         C.check_unit_interval_values(coeff, "coeff")

@@ -7,7 +7,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from . import _checks as C
-from .functional import kernel_mix, kernel_mix_, mix_targets
+from .functional import _mix_targets, kernel_mix, kernel_mix_
 
 __all__ = ["KernelMixup", "Mixup"]
 
@@ -160,9 +160,12 @@ class KernelMixup:
         n = batch if self.mode == "elem" else 1
         boosted = torch.full((n, 2), self.alpha + 1.0, dtype=torch.float64, device=device)
         uniform = 1.0 - torch.rand((n, 2), dtype=torch.float64, device=device, generator=gen)
-        log_gamma = torch._standard_gamma(boosted, generator=gen).log()
-        log_gamma = log_gamma + uniform.log() / self.alpha
-        lam = torch.sigmoid(log_gamma[:, 0] - log_gamma[:, 1])
+        log_gamma, log_uniform = torch._standard_gamma(boosted, generator=gen).log(), uniform.log()
+        # The difference of the log-uniforms before dividing: each alone may overflow to
+        # -inf for alpha near the smallest double, and -inf - -inf is NaN.
+        logit = log_gamma[:, 0] - log_gamma[:, 1]
+        logit = logit + (log_uniform[:, 0] - log_uniform[:, 1]) / self.alpha
+        lam = torch.sigmoid(logit)
         if self.dominant_anchor:
             lam = torch.maximum(lam, 1.0 - lam)
         return perm, (lam if self.mode == "elem" else lam[0])
@@ -207,6 +210,7 @@ class KernelMixup:
         C.check_same_device(target, "target", perm, "the inputs")
         regression = target.dtype.is_floating_point and self.num_classes is None
         if regression and self.target_tau_max is not None:
+            C.check_floating(target, "target")
             return kernel_mix(
                 target,
                 perm,
@@ -217,7 +221,9 @@ class KernelMixup:
                 validate=False,
                 process_group=self._group(),
             )
-        mixed = mix_targets(target, perm, coeff, self.num_classes, self.label_smoothing)
+        mixed = _mix_targets(
+            target, perm, coeff, self.num_classes, self.label_smoothing, None, "target"
+        )
         return mixed, coeff
 
     def record(self, perm: Tensor, lam: Tensor, coeff: Tensor, target_coeff: Tensor) -> None:

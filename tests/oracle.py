@@ -52,7 +52,9 @@ def tau(d: np.ndarray, tau_max: float, tau_std: float, mean: float | None = None
     dn[finite] = d[finite] / mean if mean > 0 else 0.0
     # dn == 1 gives tau_max also when tau_std**2 underflows to 0 (the step-kernel limit).
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        exponent = np.where(dn == 1.0, 0.0, (dn - 1.0) / (2.0 * tau_std * tau_std))
+        exponent = np.where(
+            np.isinf(dn) | (dn == 1.0), dn - 1.0, (dn - 1.0) / (2.0 * tau_std * tau_std)
+        )
         return np.exp(np.log(tau_max) - exponent)
 
 
