@@ -44,6 +44,9 @@ def _extensions():
         extra_compile_args=flags,
         extra_link_args=["-fopenmp"],
         py_limited_api=False,
+        # A failed build (see _OptionalBuild) leaves no _C: an editable install must then
+        # skip copying it into the tree instead of failing.
+        optional=True,
     )
     return [ext], {"build_ext": _OptionalBuild.with_options(use_ninja=True)}
 
@@ -53,9 +56,11 @@ if torch is not None:
     class _OptionalBuild(cpp_extension.BuildExtension):
         """Turns a failed compilation into a warning: the pure-PyTorch kernels still work."""
 
-        def build_extension(self, ext):
+        def build_extensions(self):
+            # Not build_extension: torch checks the compiler (runs `c++ --version`) here,
+            # before it builds anything, so a missing compiler raises from this level.
             try:
-                super().build_extension(ext)
+                super().build_extensions()
             except Exception as err:  # compiler missing, headers missing, ...
                 warnings.warn(
                     f"kmixup: building the compiled ops failed ({err}); installing the "
