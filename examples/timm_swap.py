@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--image-size", type=int, default=64)
     args = parser.parse_args(argv)
+    if args.batch_size % 2:
+        parser.error("timm's Mixup needs an even --batch-size")
 
     torch.manual_seed(0)
     num_classes = 10
@@ -51,7 +53,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses[name] = float(loss)
+        losses[name] = loss.item()
         print(f"{name}: loss {losses[name]:.4f}")
     return losses
 
