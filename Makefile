@@ -19,7 +19,7 @@ CONSTRAINTS := $(VENV)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 
-.PHONY: venv test lint fuzz demo clean
+.PHONY: venv test lint fuzz demo clean test-cuda-torch test-no-compiler ci print-deps
 
 venv: $(STAMP)
 
@@ -53,12 +53,27 @@ FUZZ_CASES ?= 5000
 fuzz: venv
 	KMIXUP_EXPECT_COMPILED=cpu KMIXUP_FUZZ_CASES=$(FUZZ_CASES) $(PY) -m pytest -q -m fuzz tests/test_fuzz.py
 
+# The install matrix beside `make test` (.ci/*.sh say how): a CUDA torch on a machine
+# without a GPU (.venv-cuda, kmixup built with its CUDA kernels), and an install with no
+# compiler (.venv-nocc, the pure-PyTorch fall-back). `make ci` runs all of CI.
+test-cuda-torch:
+	bash .ci/cuda_torch.sh
+
+test-no-compiler: venv
+	bash .ci/no_compiler.sh
+
+ci:
+	bash .ci/run
+
+print-deps:
+	@echo $(DEPS)
+
 # The coefficient-vs-distance demonstration, then the quick calibration experiments.
 demo: venv
 	$(PY) -m kmixup.demo
 	$(PY) -m kmixup.experiments --quick
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info kmixup/*.so demo_output \
+	rm -rf $(VENV) .venv-cuda .venv-nocc build dist *.egg-info kmixup/*.so demo_output \
 		.pytest_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
