@@ -44,9 +44,6 @@ def _extensions():
         extra_compile_args=flags,
         extra_link_args=["-fopenmp"],
         py_limited_api=False,
-        # A failed build (see _OptionalBuild) leaves no _C: an editable install must then
-        # skip copying it into the tree instead of failing.
-        optional=True,
     )
     return [ext], {"build_ext": _OptionalBuild.with_options(use_ninja=True)}
 
@@ -56,17 +53,31 @@ if torch is not None:
     class _OptionalBuild(cpp_extension.BuildExtension):
         """Turns a failed compilation into a warning: the pure-PyTorch kernels still work."""
 
+        failed = False
+
         def build_extensions(self):
             # Not build_extension: torch checks the compiler (runs `c++ --version`) here,
             # before it builds anything, so a missing compiler raises from this level.
             try:
                 super().build_extensions()
             except Exception as err:  # compiler missing, headers missing, ...
+                self.failed = True
                 warnings.warn(
                     f"kmixup: building the compiled ops failed ({err}); installing the "
                     "pure-PyTorch implementation only (slower, same results).",
                     stacklevel=1,
                 )
+
+        def copy_extensions_to_source(self):
+            """In-place and editable builds: with no new _C, no _C of an earlier build
+            may stay in the tree either (it would be loaded as if just built)."""
+            if not self.failed:
+                return super().copy_extensions_to_source()
+            here = os.path.dirname(os.path.abspath(__file__))
+            for ext in self.extensions:
+                stale = os.path.join(here, self.get_ext_filename(self.get_ext_fullname(ext.name)))
+                if os.path.exists(stale):
+                    os.remove(stale)
 
 
 ext_modules, cmdclass = _extensions()
