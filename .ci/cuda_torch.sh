@@ -72,7 +72,7 @@ inputs=$(cd "$SRC" && find csrc setup.py pyproject.toml -type f | sort | xargs s
   sha256sum)
 if [ "$(cat "$BUILD_STAMP" 2>/dev/null)" != "$inputs" ] ||
     ! compgen -G "$SRC/kmixup/_C*.so" >/dev/null; then
-  rm -f "$BUILD_STAMP"
+  rm -f "$BUILD_STAMP" "$SRC"/kmixup/_C*.so
   log "building kmixup with CUDA kernels (TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST, log: $VENV/build.log)"
   t0=$SECONDS
   if ! FORCE_CUDA=1 pip "$PY" install -v -c "$VENV/constraints.txt" --no-build-isolation \
