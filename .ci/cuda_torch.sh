@@ -3,12 +3,13 @@
 #  1. .venv-cuda: torch==2.14.1 (CUDA 13.0) and torchvision==0.29.1 from this machine's wheel
 #     index, timm and the test dependencies, all under a constraints file pinning torch and
 #     torchvision, so nothing can pull another torch;
-#  2. kmixup built WITH its CUDA kernels (FORCE_CUDA=1, nvcc) in a mirror of the tree,
-#     .venv-cuda/src, whose build/ and kmixup/_C*.so are its own (.venv's CPU build keeps the
-#     tree's); every torch.ops.kmixup op must have a CPU and a CUDA kernel;
+#  2. kmixup built WITH its CUDA kernels (FORCE_CUDA=1, nvcc), editable, in a mirror of the
+#     tree, .venv-cuda/src, whose kmixup/_C*.so is its own (the tree's is .venv's CPU build);
+#     every torch.ops.kmixup op must have a CPU and a CUDA kernel;
 #  3. the test suite there, on the CPU: it must pass with no NVIDIA driver, and the tests that
 #     need timm or torchvision (skipped in .venv) must run.
-# A rerun reuses the venv and rebuilds only what changed. `make test-cuda-torch` runs it.
+# A rerun reuses the venv, and builds again only when csrc/, setup.py or pyproject.toml
+# changed. `make test-cuda-torch` runs it.
 # Env: PYTHON (python3), TORCH_CUDA_ARCH_LIST ("8.0;9.0"), MAX_JOBS (2).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

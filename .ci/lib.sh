@@ -28,8 +28,8 @@ step() {
 
 # mirror DEST: copies the project's files (tracked, and untracked but not ignored) into DEST,
 # keeping their times, and deletes the ones that are gone; build outputs in DEST (build/,
-# kmixup/_C*.so, caches) stay, so an editable build there is incremental. A build in DEST
-# has its own build/ and kmixup/_C*.so, apart from those of .venv's build in the tree.
+# kmixup/_C*.so, caches) stay. An editable build in DEST has its own kmixup/_C*.so, apart
+# from the one .venv's build put in the tree.
 mirror() {
   local dest=$1 list
   list=$(mktemp)
