@@ -111,7 +111,7 @@ EOF
 MUST_RUN=(
   "tests/test_examples.py::test_timm_swap_is_drop_in"
   "tests/test_examples.py::test_lightning_module_fits"
-  "tests/test_benchmarks.py::test_throughput_writes_json_markdown_and_png"
+  "tests/test_benchmarks.py::test_throughput_writes_every_method_with_minima_ratios_and_flags"
 )
 t0=$SECONDS
 log "pytest in $SRC"
