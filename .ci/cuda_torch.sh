@@ -115,9 +115,12 @@ MUST_RUN=(
 )
 t0=$SECONDS
 log "pytest in $SRC"
+rc=0
+rm -f "$VENV/pytest.xml"
 (cd "$SRC" && KMIXUP_EXPECT_COMPILED=cpu ../bin/python -m pytest -q -p no:cacheprovider \
-  --junitxml=../pytest.xml) || die "pytest failed with a CUDA torch and no GPU"
+  --junitxml=../pytest.xml) || rc=$?
 log "  ... $((SECONDS - t0)) s"
+[ -s "$VENV/pytest.xml" ] || die "pytest failed (exit $rc) with no report"
 "$PY" - "$VENV/pytest.xml" "${MUST_RUN[@]}" <<'EOF' || die "a test that must run here did not"
 import sys
 import xml.etree.ElementTree as ET
@@ -133,3 +136,4 @@ for test in sys.argv[2:]:
     assert outcome.get(test) == "ran", f"{test}: {outcome.get(test, 'not collected')}"
 print(f"[cuda-torch] ran, as they must here: {', '.join(t.split('::')[1] for t in sys.argv[2:])}")
 EOF
+[ "$rc" -eq 0 ] || die "pytest failed (exit $rc) with a CUDA torch and no GPU"
