@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import sys
+from numbers import Real
 
 import numpy as np
 import torch
@@ -46,6 +47,7 @@ WINDOW_SD = 16.0  # outside +-16 sd the density is below exp(-45) of its peak fo
 GL_NODES = 64
 NEWTON_STEPS = 10
 
+_FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _TINY = 1e-300
 _LOG_TINY = math.log(sys.float_info.min)  # the inverse's lower bracket, as scipy's floor
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -57,10 +59,15 @@ _LOG1PMX_COEFFS = [(-1.0) ** (k + 1) / k for k in range(2, 20)]
 
 def _prepare(**named: torch.Tensor | float) -> tuple[list[torch.Tensor], torch.dtype]:
     """Broadcast to float64 on one device; Python numbers keep their full precision."""
+    for name, v in named.items():
+        if isinstance(v, bool) or not isinstance(v, (torch.Tensor, Real)):
+            raise TypeError(f"{name} must be a tensor or a real number, got {type(v).__name__}")
     tensors = {k: v for k, v in named.items() if isinstance(v, torch.Tensor)}
     for name, t in tensors.items():
-        if not t.is_floating_point():
-            raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}")
+        if t.dtype not in _FLOAT_DTYPES:
+            raise TypeError(
+                f"{name} must be a float32, float64, float16 or bfloat16 tensor, got {t.dtype}"
+            )
     devices = {t.device for t in tensors.values()}
     if len(devices) > 1:
         found = sorted(map(str, devices))
@@ -71,7 +78,11 @@ def _prepare(**named: torch.Tensor | float) -> tuple[list[torch.Tensor], torch.d
     if not dtypes:
         out_dtype = torch.get_default_dtype()
     values = [torch.as_tensor(v, dtype=torch.float64, device=device) for v in named.values()]
-    return list(torch.broadcast_tensors(*values)), out_dtype
+    try:
+        return list(torch.broadcast_tensors(*values)), out_dtype
+    except RuntimeError:
+        shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in zip(named, values))
+        raise ValueError(f"{', '.join(named)} must broadcast together, got {shapes}") from None
 
 
 def _stirling_correction(z: torch.Tensor) -> torch.Tensor:
