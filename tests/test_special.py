@@ -183,9 +183,9 @@ def test_broadcasting_and_dtypes():
 
 
 def test_bad_inputs():
-    with pytest.raises(TypeError, match="x must be a float32, float64, float16 or bfloat16 tensor"):
+    with pytest.raises(TypeError, match="x must be a float32"):
         betainc(1.0, 1.0, torch.tensor([1, 0]))
-    with pytest.raises(TypeError, match="y must be a floating-point tensor"):
+    with pytest.raises(TypeError, match="y must be a float32"):
         betaincinv(1.0, 1.0, torch.tensor([1, 0]))
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ValueError, match=r"a \[2\], b \[3\], x \[2\]"):
         betainc(torch.ones(2), torch.ones(3), torch.ones(2))
