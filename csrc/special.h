@@ -3,10 +3,10 @@
 //
 // kmixup/special.py is the same algorithm in torch ops (the pure-PyTorch fallback), with
 // the same regimes, constants and formulas; its docstring explains them. The differences
-// are only those of scalar code: real branches instead of computing every regime and
-// selecting, and loops that stop once converged instead of running a fixed count (the
-// Python counts are the caps). tests/ compare both paths to scipy and to each other, which
-// keeps them in step: change one, change the other.
+// are only those of scalar code: real branches and loops that stop once converged, which the
+// Python follows on CPU tensors only (elsewhere it computes every branch and selects, and
+// runs every loop to its cap). tests/ compare both paths to scipy and mpmath and to each
+// other, which keeps them in step: change one, change the other.
 
 #pragma once
 
@@ -24,20 +24,31 @@ namespace detail {
 
 constexpr double kLarge = 25.0;  // min(a, b) from which quadrature replaces the continued fraction
 constexpr double kHuge = 1e6;    // max(a, b) from which, when min < kLarge, Beta is Gamma-like
+// A shape below which I (or P) is 1 - O(shape) on the side where its series converges, so its
+// complement is summed as such: 1 - I would keep only ~ eps / shape of it.
+constexpr double kSmall = 0.01;
 constexpr int kCfTerms = 100;
-constexpr int kGammaTerms = 60;
+constexpr int kGammaTerms = 60;  // also bounds the series of the small-shape complements
 constexpr double kWindowSd = 16.0;  // beyond +-16 sd the density is below exp(-45) of its peak
+constexpr double kDecay = 40.0;     // e-folds of the density that a tail integral spans at most
+constexpr int kGuessSteps = 4;
+// The inverse's starting guess trusts a tail's continued fraction cut after its first term
+// where the next term is below this fraction of it, else prefers the normal approximation.
+constexpr double kGuessTol = 1e-3;
 constexpr int kNewtonSteps = 10;
-// A Newton step this small relative to u = log x moves x by a negligible relative amount,
-// and the step after it would be quadratically smaller still.
+// Newton stops when a step moves u = log x by this relative amount, or when the tail misses
+// its target by kResidualTol relative: the step it takes then leaves a miss quadratically
+// smaller, below what the tail itself resolves.
 constexpr double kNewtonTol = 1e-14;
+constexpr double kResidualTol = 1e-10;
 constexpr double kEps = DBL_EPSILON;  // the continued fractions and series stop below this
 constexpr double kTiny = 1e-300;
 constexpr double kLogTiny = -708.39641853226408;  // log(DBL_MIN): the inverse's lower bracket
 constexpr double kLog2 = 0.69314718055994531;
 constexpr double kLog2Pi = 1.8378770664093453;
 
-// I_x and 1 - I_x, each to full absolute precision.
+// I_x and 1 - I_x: the smaller to full relative precision where it is computed directly,
+// the larger (1 minus it) to full absolute precision.
 struct Tails {
   double lower, upper;
 };
@@ -56,18 +67,17 @@ KMIXUP_HD double stirling_correction(double z) {
   return (1.0 / 12 - r * (1.0 / 360 - r * (1.0 / 1260 - r * (1.0 / 1680 - r / 1188)))) / z;
 }
 
-// log(1 + z) - z, which the direct formula loses to cancellation for small |z|.
-KMIXUP_HD double log1pmx(double z) {
-  if (::fabs(z) >= 0.1) return ::log1p(z) - z;
-  // z^2 * sum_{k >= 2} (-1)^(k + 1) z^(k - 2) / k; 18 terms reach double precision here.
-  static constexpr double kCoeff[18] = {
-      -1.0 / 2,  1.0 / 3,  -1.0 / 4,  1.0 / 5,  -1.0 / 6,  1.0 / 7,  -1.0 / 8,  1.0 / 9,
-      -1.0 / 10, 1.0 / 11, -1.0 / 12, 1.0 / 13, -1.0 / 14, 1.0 / 15, -1.0 / 16, 1.0 / 17,
-      -1.0 / 18, 1.0 / 19,
-  };
-  double acc = kCoeff[17];
-  for (int k = 16; k >= 0; --k) acc = kCoeff[k] + z * acc;
-  return z * z * acc;
+// log(1 + z) - z from z and 1 + z, which the caller forms without rounding z near -1. Near 0,
+// where log(1 + z) - z cancels, 2 atanh(w) with w = z / (2 + z) is used instead:
+// log(1 + z) - z = -z w + 2 w^3 (1/3 + w^2/5 + w^4/7 + ...), for |w| <= 1/3 (-1/2 <= z <= 1),
+// where 16 terms reach double precision.
+KMIXUP_HD double log1pmx(double z, double one_plus_z) {
+  const double w = z / (2.0 + z);
+  if (::fabs(w) > 1.0 / 3) return ::log(one_plus_z) - z;
+  const double w2 = w * w;
+  double acc = 1.0 / 33;
+  for (int k = 31; k >= 3; k -= 2) acc = 1.0 / k + w2 * acc;
+  return 2.0 * w * w2 * acc - z * w;
 }
 
 // log B(a, b), without the cancellation of lgamma(big) - lgamma(big + small).
@@ -77,6 +87,53 @@ KMIXUP_HD double log_beta(double a, double b) {
   const double s = big + small;
   return ::lgamma(small) - (big - 0.5) * ::log1p(small / big) - small * ::log(s) + small +
          stirling_correction(big) - stirling_correction(s);
+}
+
+// log Gamma(1 + a) for |a| <= kSmall: -gamma a + sum_k (-1)^k zeta(k) a^k / k, since 1 + a
+// would round a away.
+KMIXUP_HD double lgamma1p_small(double a) {
+  static constexpr double kCoeff[8] = {
+      0.82246703342411321824, -0.40068563438653142847, 0.27058080842778454788,
+      -0.20738555102867398527, 0.16955717699740818995, -0.14404989676884611812,
+      0.12550966952474304242, -0.11133426586956469049,
+  };
+  constexpr double kEulerGamma = 0.57721566490153286061;
+  double acc = kCoeff[7];
+  for (int k = 6; k >= 0; --k) acc = kCoeff[k] + a * acc;
+  return a * (a * acc - kEulerGamma);
+}
+
+// lgamma(b + a) - lgamma(b) for 0 < a <= kSmall, to a small relative error: shifted up to
+// b >= 10 (lgamma(b + a) - lgamma(b) = lgamma(b + 1 + a) - lgamma(b + 1) - log(1 + a / b)),
+// then Stirling's series differenced term by term, c_k / z^(2k - 1) at b + a less at b as
+// c_k / b^(2k - 1) expm1(-(2k - 1) log(1 + a / b)); 7 terms leave < 1e-16 of it at b = 10.
+KMIXUP_HD double lgamma_shift(double b, double a) {
+  double sum = 0.0;
+  for (int k = 0; k < 10 && b < 10.0; ++k, b += 1.0) sum -= ::log1p(a / b);
+  static constexpr double kStirling[7] = {
+      1.0 / 12, -1.0 / 360, 1.0 / 1260, -1.0 / 1680, 1.0 / 1188, -691.0 / 360360, 1.0 / 156,
+  };
+  const double l = ::log1p(a / b);
+  double corr = 0.0, power = 1.0 / b;
+  for (int k = 0; k < 7; ++k, power /= b * b) {
+    corr += kStirling[k] * power * ::expm1(-(2 * k + 1) * l);
+  }
+  return sum + (b - 0.5) * l + a * ::log(b + a) - a + corr;
+}
+
+// 1 - I_x(a, b) for 0 < a < kSmall and x left of (a + 1) / (a + b + 2): the power series
+// I = x^a / (a B(a, b)) (1 + a S), S = sum_{n >= 1} (1 - b)_n x^n / (n! (a + n)), gives
+// 1 - I = -expm1(a log x - log(a B(a, b)) + log1p(a S)), every term O(a).
+KMIXUP_HD double betainc_small_complement(double a, double b, double x, double log_x) {
+  double power = 1.0, sum = 0.0;
+  for (int n = 1; n <= kGammaTerms; ++n) {
+    power *= (n - b) * x / n;
+    const double term = power / (a + n);
+    sum += term;
+    if (::fabs(term) <= kEps * ::fabs(sum)) break;
+  }
+  const double log_a_beta = lgamma1p_small(a) - lgamma_shift(b, a);
+  return -::expm1(a * log_x - log_a_beta + ::log1p(a * sum));
 }
 
 // Numerical Recipes' betacf (modified Lentz), for min(a, b) < kLarge, on the side of
@@ -111,13 +168,14 @@ KMIXUP_HD Tails betainc_cf(double a, double b, double x, double log_x, double lo
     if (::fabs(even - 1.0) <= kEps && ::fabs(odd - 1.0) <= kEps) break;
   }
   const double value = ::exp(a * log_x + b * log_y - log_beta(a, b) - ::log(a)) * h;
-  return swap ? Tails{1.0 - value, value} : Tails{value, 1.0 - value};
+  const double rest = a < kSmall ? betainc_small_complement(a, b, x, log_x) : 1.0 - value;
+  return swap ? Tails{rest, value} : Tails{value, rest};
 }
 
-// Regularised incomplete gamma (P(a, z), Q(a, z)) for 0 < a < kLarge: the series below
-// z = a + 1, else Legendre's continued fraction, each converging within kGammaTerms.
-KMIXUP_HD Tails gamma_p_q(double a, double z) {
-  const double front = ::exp(a * ::log(z) - z - ::lgamma(a));
+// Regularised incomplete gamma (P(a, z), Q(a, z)) for 0 < a < kLarge, given
+// front = z^a e^-z / Gamma(a): the series below z = a + 1, else Legendre's continued fraction,
+// each converging within kGammaTerms.
+KMIXUP_HD Tails gamma_p_q(double a, double z, double front) {
   if (z < a + 1.0) {
     double term = 1.0 / a, total = term;
     for (int n = 1; n <= kGammaTerms; ++n) {
@@ -126,7 +184,16 @@ KMIXUP_HD Tails gamma_p_q(double a, double z) {
       if (::fabs(term) <= kEps * ::fabs(total)) break;
     }
     const double p = front * total;
-    return {p, 1.0 - p};
+    if (a >= kSmall) return {p, 1.0 - p};
+    // P = z^a / Gamma(1 + a) (1 + a T), T = sum_{n >= 1} (-z)^n / (n! (a + n)), so that
+    // Q = -expm1(a log z - log Gamma(1 + a) + log1p(a T)), every term O(a).
+    double power = 1.0, sum = 0.0;
+    for (int n = 1; n <= kGammaTerms; ++n) {
+      power *= -z / n;
+      sum += power / (a + n);
+      if (::fabs(power) <= kEps * ::fabs(sum)) break;
+    }
+    return {p, -::expm1(a * ::log(z) - lgamma1p_small(a) + ::log1p(a * sum))};
   }
   double bb = z + 1.0 - a;
   double c = 1.0 / kTiny;
@@ -156,58 +223,79 @@ struct Bump {
                (stirling_correction(a) + stirling_correction(b) - stirling_correction(s));
   }
 
-  // log of the density at p + delta.
-  KMIXUP_HD double log_density(double delta) const {
-    const double t_1mt = (p + delta) * (q - delta);
-    return log_norm + a * log1pmx(delta / p) + b * log1pmx(-delta / q) -
-           ::log(t_1mt < kTiny ? kTiny : t_1mt);
+  // x - p, measured from the nearer end, where 1 - x is exact: keeps the error ~ min(p, q) ulp.
+  KMIXUP_HD double delta_at(double x) const { return x <= 0.5 ? x - p : q - (1.0 - x); }
+
+  // log of the density at t = p + delta, given also t and 1 - t, each formed without
+  // cancellation (near 0 and 1, p + delta and q - delta have lost their relative precision).
+  KMIXUP_HD double log_density(double delta, double t, double t1) const {
+    t = t < kTiny ? kTiny : t;
+    t1 = t1 < kTiny ? kTiny : t1;
+    return log_norm + a * log1pmx(delta / p, t / p) + b * log1pmx(-delta / q, t1 / q) -
+           ::log(t) - ::log(t1);
+  }
+
+  // d log_density / d delta, written without the cancellation of a / t - b / (1 - t).
+  KMIXUP_HD double dlog_density(double delta) const {
+    return ((p - q) - (s - 2.0) * delta) / ((p + delta) * (q - delta));
   }
 };
 
 // Gauss-Legendre over a window of the bump, for min(a, b) >= kLarge (the continued fraction
 // would need O(sqrt(a + b)) terms).
 KMIXUP_HD Tails betainc_quad(double a, double b, double x) {
-  // The 32 positive nodes of numpy.polynomial.legendre.leggauss(64) and their weights; the
-  // rule is symmetric about 0.
-  static constexpr double kNode[32] = {
-      0.024350292663424429, 0.072993121787799042, 0.12146281929612054, 0.16964442042399283,
-      0.21742364374000708,  0.26468716220876742,  0.31132287199021097, 0.35722015833766813,
-      0.40227015796399163,  0.44636601725346409,  0.48940314570705296, 0.53127946401989457,
-      0.57189564620263400,  0.61115535517239328,  0.64896547125465731, 0.68523631305423327,
-      0.71988185017161088,  0.75281990726053194,  0.78397235894334139, 0.81326531512279754,
-      0.84062929625258032,  0.86599939815409277,  0.88931544599511414, 0.91052213707850282,
-      0.92956917213193957,  0.94641137485840277,  0.96100879965205377, 0.97332682778991098,
-      0.98333625388462598,  0.99101337147674429,  0.99634011677195522, 0.99930504173577217,
+  // The 16 positive nodes of numpy.polynomial.legendre.leggauss(32) and their weights; the
+  // rule is symmetric about 0. Over at most kWindowSd sd or kDecay e-folds of a log-concave
+  // density it matches the 64-node rule to double precision.
+  static constexpr double kNode[16] = {
+      0.048307665687738324, 0.1444719615827965, 0.23928736225213706, 0.33186860228212767,
+      0.42135127613063533,  0.5068999089322294, 0.5877157572407623,  0.6630442669302152,
+      0.7321821187402897,   0.7944837959679424, 0.84936761373257,    0.8963211557660521,
+      0.9349060759377397,   0.9647622555875064, 0.9856115115452684,  0.9972638618494816,
   };
-  static constexpr double kWeight[32] = {
-      0.048690957009139814,  0.048575467441503511,  0.048344762234802996,  0.047999388596458421,
-      0.047540165714830419,  0.046968182816210076,  0.046284796581314472,  0.045491627927418184,
-      0.044590558163756566,  0.043583724529323548,  0.042473515123653612,  0.041262563242623576,
-      0.039953741132720544,  0.038550153178615640,  0.037055128540240088,  0.035472213256882303,
-      0.033805161837141794,  0.032057928354851495,  0.030234657072402554,  0.028339672614259535,
-      0.026377469715054912,  0.024352702568711200,  0.022270173808382969,  0.020134823153530088,
-      0.017951715775697284,  0.015726030476025030,  0.013463047896717860,  0.011168139460131028,
-      0.0088467598263633970, 0.0065044579689785024, 0.0041470332605644993, 0.0017832807216941399,
+  static constexpr double kWeight[16] = {
+      0.09654008851472766,  0.09563872007927471,  0.09384439908080451,  0.09117387869576378,
+      0.08765209300440378,  0.08331192422694671,  0.07819389578707023,  0.07234579410884834,
+      0.06582222277636168,  0.058684093478535565, 0.05099805926237609,  0.042835898022226836,
+      0.034273862913021765, 0.025392065309262024, 0.016274394730905743, 0.007018610009470506,
   };
   const Bump bump(a, b);
   const double sd = ::sqrt(bump.p * bump.q / bump.s);
-  // x - p measured from the nearer end, where 1 - x is exact: keeps the error ~ min(p, q) ulp.
-  const double d_x = x <= 0.5 ? x - bump.p : bump.q - (1.0 - x);
-  // Integrate over the tail beyond x, clipped to the window (empty when x lies outside it).
+  const double d_x = bump.delta_at(x), x1 = 1.0 - x;
+  // Integrate the tail beyond x, outwards from x. The density is log-concave, so beyond
+  // kDecay / |slope of its log at x| it has fallen by exp(-kDecay) at least: the rest of the
+  // tail is negligible relative to its start, however far out x lies. Near the mean that
+  // length is long and kWindowSd sd bounds it instead; the end of the support bounds both.
   const bool left = d_x <= 0.0;
-  const double lo = left ? ::fmax(-bump.p, -kWindowSd * sd) : d_x;
-  const double hi = left ? d_x : ::fmin(bump.q, kWindowSd * sd);
+  const double slope = ::fabs(bump.dlog_density(d_x));
+  double len = ::fmin(left ? x : x1, kWindowSd * sd);
+  if (slope * len > kDecay) len = kDecay / slope;
+  // The nodes lie at distances e from x into the tail.
+  const double sign = left ? -1.0 : 1.0, half = 0.5 * len;
   double mass = 0.0;
-  if (hi > lo) {
-    const double half = 0.5 * (hi - lo), mid = 0.5 * (hi + lo);
-    for (int i = 0; i < 32; ++i) {
-      const double offset = half * kNode[i];
-      mass += kWeight[i] * (::exp(bump.log_density(mid - offset)) +
-                            ::exp(bump.log_density(mid + offset)));
-    }
-    mass *= half;
+  for (int i = 0; i < 16; ++i) {
+    const double near = sign * (half - half * kNode[i]), far = sign * (half + half * kNode[i]);
+    mass += kWeight[i] * (::exp(bump.log_density(d_x + near, x + near, x1 - near)) +
+                          ::exp(bump.log_density(d_x + far, x + far, x1 - far)));
   }
+  mass *= half;
   return left ? Tails{mass, 1.0 - mass} : Tails{1.0 - mass, mass};
+}
+
+// (I_x(a, b), 1 - I_x(a, b)) for a < kLarge <= kHuge <= b, from the Gamma limit. In
+// z = -t log(1 - x), t = b + (a - 1) / 2, the Beta(a, b) density is the Gamma(a) one times
+// sinhc(z / 2t)^(a - 1) ~ 1 + k z^2, k = (a - 1) / (24 t^2), over its normaliser 1 + k a (a + 1)
+// (DiDonato & Morris' BGRAT leading term is the Gamma density alone, off by ~ k z^2 relative
+// far out in the upper tail). As z^2 g_a(z) = a (a + 1) g_{a + 2}(z) and
+// P(a + 2, z) = P(a, z) - front (a + 1 + z) / (a (a + 1)), the correction is a multiple of
+// front, and what is left is O(k^2 z^4).
+KMIXUP_HD Tails betainc_gamma(double a, double b, double log_y) {
+  const double t = b + 0.5 * (a - 1.0), z = -t * log_y;
+  const double front = ::exp(a * ::log(z) - z - ::lgamma(a));
+  const Tails pq = gamma_p_q(a, z, front);
+  const double k = (a - 1.0) / (24.0 * t * t);
+  const double shift = k * front * (a + 1.0 + z) / (1.0 + k * a * (a + 1.0));
+  return {pq.lower - shift, pq.upper + shift};
 }
 
 // (I_x(a, b), 1 - I_x(a, b)) for 0 < a, b < inf and 0 < x < 1.
@@ -215,18 +303,16 @@ KMIXUP_HD Tails betainc_interior(double a, double b, double x) {
   if (::fmin(a, b) >= kLarge) return clamp_unit(betainc_quad(a, b, x));
   const double log_x = ::log(x), log_y = ::log1p(-x);
   if (::fmax(a, b) < kHuge) return clamp_unit(betainc_cf(a, b, x, log_x, log_y));
-  // With b huge, -log(1 - X) is Gamma(a) / (b + (a - 1) / 2) up to O(a / b^2) (DiDonato &
-  // Morris' BGRAT leading term): I = P(a, z). Mirrored for a huge: I = Q(b, z).
-  if (b >= a) return clamp_unit(gamma_p_q(a, -(b + 0.5 * (a - 1.0)) * log_y));
-  const Tails pq = gamma_p_q(b, -(a + 0.5 * (b - 1.0)) * log_x);
-  return clamp_unit({pq.upper, pq.lower});
+  if (b >= a) return clamp_unit(betainc_gamma(a, b, log_y));
+  const Tails mirrored = betainc_gamma(b, a, log_x);
+  return clamp_unit({mirrored.upper, mirrored.lower});
 }
 
 // log of the Beta(a, b) density at x, for 0 < a, b < inf and 0 < x < 1.
 KMIXUP_HD double log_pdf(double a, double b, double x) {
   if (::fmin(a, b) >= kLarge) {
     const Bump bump(a, b);
-    return bump.log_density(x - bump.p);
+    return bump.log_density(bump.delta_at(x), x, 1.0 - x);
   }
   return (a - 1.0) * ::log(x) + (b - 1.0) * ::log1p(-x) - log_beta(a, b);
 }
@@ -288,13 +374,52 @@ KMIXUP_HD double ndtri(double y) {
   return upper ? x : -x;
 }
 
-// x in (0, 1/2] with I_x(a, b) = y, for 0 < a, b < inf and 0 < y <= I_{1/2}(a, b).
-KMIXUP_HD double betaincinv_lower(double a, double b, double y) {
-  const double log_y = ::log(y);
-  double u;  // the guess for log x
-  if (a > 1.0 && b > 1.0) {
-    // Abramowitz & Stegun 26.5.22, good when both shapes exceed 1.
-    const double z = -ndtri(y);
+// The continued fraction of I_x(a, b) as 1 / (1 - d1 / (1 + d2 / ...)): its second term
+// relative to its first, d1 d2 / (1 - d1)^2, small where the first alone approximates I well;
+// inf beyond the side where the fraction converges.
+KMIXUP_HD double cf_next_term(double a, double b, double x) {
+  const double d1 = (a + b) * x / (a + 1.0);
+  const double d2 = ::fabs(b - 1.0) * x / ((a + 1.0) * (a + 2.0));
+  return d1 < 1.0 ? d1 * d2 / ((1.0 - d1) * (1.0 - d1)) : INFINITY;
+}
+
+// x in (0, 1/2] with (I_x(a, b), 1 - I_x(a, b)) = target, for 0 < a, b < inf and
+// 0 < target.lower <= I_{1/2}(a, b). Of the pair the smaller is exact and the other is 1
+// minus it: Newton works on the smaller, which a tail of y ~ 1e-300 needs.
+KMIXUP_HD double betaincinv_lower(double a, double b, Tails target) {
+  const bool upper_tail = target.upper < target.lower;
+  const double log_target = ::log(upper_tail ? target.upper : target.lower);
+  // The starting guess. Far out in a tail, the continued fraction on its converging side
+  // (left of c = (a + 1) / (a + b + 2) for I, right of it for 1 - I) is close to its first term:
+  //   I ~ x^a (1 - x)^b (a + 1) / (a B(a, b) (a + 1 - (a + b) x)),
+  //   1 - I ~ x^a (1 - x)^b (b + 1) / (b B(a, b) (1 - a + (a + b) x)).
+  // Both are solved for x, against target.lower and target.upper (the larger of which is
+  // rounded, which a guess can afford), by iterating on the dominant factor x^a or (1 - x)^b
+  // from c: the rest varies slowly far out in the tail. Of the two, the one whose iteration
+  // has settled (its last step changed the tail by less than a factor e) and whose fraction's
+  // next term is the smaller relative to the first is taken.
+  const double log_beta_ab = log_beta(a, b);
+  const double c = (a + 1.0) / (a + b + 2.0), x_max = c < 0.5 ? c : 0.5;
+  const double log_lower = ::log(target.lower), log_upper = ::log(target.upper);
+  double x_lower = x_max, x_upper = x_max, moved_lower = INFINITY, moved_upper = INFINITY;
+  for (int i = 0; i < kGuessSteps; ++i) {
+    double u = (log_lower - ::log1p(a) + ::log(a) + log_beta_ab - b * ::log1p(-x_lower) +
+                ::log(a + 1.0 - (a + b) * x_lower)) / a;
+    u = ::fmax(::fmin(u, ::log(x_max)), kLogTiny);
+    moved_lower = a * ::fabs(u - ::log(x_lower));
+    x_lower = ::exp(u);
+    double v = (log_upper - ::log1p(b) + ::log(b) + log_beta_ab - a * ::log(x_upper) +
+                ::log(1.0 - a + (a + b) * x_upper)) / b;
+    v = ::fmax(::fmin(v, ::log1p(-c)), -kLog2);  // log(1 - x) for x in [c, 1/2]
+    moved_upper = b * ::fabs(v - ::log1p(-x_upper));
+    x_upper = -::expm1(v);
+  }
+  const double err_lower = moved_lower <= 1.0 ? cf_next_term(a, b, x_lower) : INFINITY;
+  const double err_upper = moved_upper <= 1.0 ? cf_next_term(b, a, 1.0 - x_upper) : INFINITY;
+  double u = ::log(err_upper < err_lower ? x_upper : x_lower);  // the guess for log x
+  if (a > 1.0 && b > 1.0 && !(::fmin(err_lower, err_upper) <= kGuessTol)) {
+    // Nearer the bulk, Abramowitz & Stegun 26.5.22, good when both shapes exceed 1.
+    const double z = upper_tail ? ndtri(target.upper) : -ndtri(target.lower);
     const double lam = (z * z - 3.0) / 6.0;
     const double ia = 1.0 / (2.0 * a - 1.0), ib = 1.0 / (2.0 * b - 1.0);
     const double h = 2.0 / (ia + ib);
@@ -302,22 +427,19 @@ KMIXUP_HD double betaincinv_lower(double a, double b, double y) {
     double w = z * ::sqrt(root < 0.0 ? 0.0 : root) / h;
     w -= (ib - ia) * (lam + 5.0 / 6.0 - 2.0 / (3.0 * h));
     u = ::log(a) - ::log(a + b * ::exp(2.0 * w));
-  } else {
-    // Lower tail x^a / (a B(a, b)), good when a shape is below 1.
-    u = (log_y + ::log(a) + log_beta(a, b)) / a;
   }
-  // Newton on the log of the nearer tail (I, or 1 - I for y > 1/2, which stays well
-  // conditioned as y -> 1) against log x, safeguarded by bisection of the bracket it keeps.
-  const bool upper_tail = y > 0.5;
-  const double log_target = upper_tail ? ::log1p(-y) : log_y;
+  // Newton on the log of the target tail against log x, safeguarded by bisection of the
+  // bracket it keeps, in log(-log x): the bracket starts out spanning orders of magnitude.
   double lo = kLogTiny, hi = -kLog2;
   u = ::isnan(u) ? hi : (u < lo ? lo : (u > hi ? hi : u));
   for (int step = 0; step < kNewtonSteps; ++step) {
     const double x = ::exp(u);
     const Tails tails = betainc_interior(a, b, x);
     const double mass = upper_tail ? tails.upper : tails.lower;
-    const double log_mass = ::log(mass < kTiny ? kTiny : mass);
+    const double log_mass = ::log(mass);  // -inf where it underflows: then bisect
     const double miss = upper_tail ? log_target - log_mass : log_mass - log_target;  // rises with u
+    // A root beyond the bracket (x below DBL_MIN, or y within rounding of I_{1/2}) is its end.
+    if ((miss > 0.0 && u <= kLogTiny) || (miss < 0.0 && u >= -kLog2)) break;
     if (miss > 0.0) {
       hi = u;
     } else {
@@ -326,10 +448,11 @@ KMIXUP_HD double betaincinv_lower(double a, double b, double y) {
     const double slope = ::exp(u + log_pdf(a, b, x) - log_mass);  // |d log(tail) / d log x|
     const double next = u - miss / slope;
     if (!(next >= lo && next <= hi)) {
-      u = 0.5 * (lo + hi);
+      u = -::sqrt(lo * hi);
       continue;
     }
-    const bool done = ::fabs(next - u) <= kNewtonTol * ::fabs(next);
+    const bool done =
+        ::fabs(next - u) <= kNewtonTol * ::fabs(next) || ::fabs(miss) <= kResidualTol;
     u = next;
     if (done) break;
   }
@@ -381,11 +504,13 @@ KMIXUP_HD double betaincinv(double a, double b, double y) {
   if (detail::outside_interior(a, b, y, true, value)) return value;
   // The median of a symmetric Beta, exactly: Newton cannot resolve it when the density is flat.
   if (a == b && y == 0.5) return 0.5;
-  // Solve for whichever of x and 1 - x is below 1/2, so that it is resolved to full precision.
-  if (y > detail::betainc_interior(a, b, 0.5).lower) {
-    return 1.0 - detail::betaincinv_lower(b, a, 1.0 - y);
+  // Solve for whichever of x and 1 - x is below 1/2, so that it is resolved to full precision,
+  // with I_{1-x}(b, a) = 1 - y and 1 - I = y exactly. I_{1/2} is 1/2 by symmetry for a == b.
+  const double half = a == b ? 0.5 : detail::betainc_interior(a, b, 0.5).lower;
+  if (y > half) {
+    return 1.0 - detail::betaincinv_lower(b, a, {1.0 - y, y});
   }
-  return detail::betaincinv_lower(a, b, y);
+  return detail::betaincinv_lower(a, b, {y, 1.0 - y});
 }
 
 enum Warping : int { kBetaCdf = 0, kInverseBetaCdf = 1, kNone = 2 };
