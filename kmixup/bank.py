@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -112,13 +114,12 @@ class FeatureBank:
         C.check_floating(feats, "feats")
         if feats.dim() == 0 or feats.shape[0] != host.shape[0]:
             raise ValueError(f"feats must have batch size {host.shape[0]} (that of index)")
-        if host.numel() == 0:
-            return
-        rows = feats.detach().reshape(host.shape[0], -1)
-        if rows.shape[1] != self.feats.shape[1]:
+        per_sample = math.prod(feats.shape[1:])
+        if per_sample != self.feats.shape[1]:
             raise ValueError(
                 f"feats must have dim={self.feats.shape[1]} elements per sample, "
-                f"got {rows.shape[1]}"
+                f"got {per_sample}"
             )
+        rows = feats.detach().reshape(host.shape[0], per_sample)
         self.feats[host.to(self.feats.device, non_blocking=True)] = rows.to(self.feats)
         self.filled[host] = True
