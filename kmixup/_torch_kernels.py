@@ -199,7 +199,8 @@ def kernel_mix_out(
 ) -> Tensor:
     if out.shape != x.shape or out.dtype != x.dtype or out.device != x.device:
         raise RuntimeError(f"kmixup: out must have x's shape {list(x.shape)}, dtype and device")
-    if x.numel() and out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
+    shared = x.numel() and out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
+    if out is x or shared:
         raise RuntimeError("kmixup: out must not overlap x; mix in place with kernel_mix_")
     coeff = _coefficients(x, perm, lam, feats, tau_max, tau_std, warping)
     _mix_rows(x, perm, coeff, adjoint=False, out=out)

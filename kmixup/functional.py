@@ -344,7 +344,8 @@ def _check_output(x: Tensor, out: Tensor, in_place: bool) -> None:
         raise ValueError("out= does not support autograd (x or out requires grad)")
     if not out.is_contiguous(memory_format=K.memory_format(x)):
         raise ValueError("out must be contiguous in x's memory format")
-    if x.numel() and out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
+    shared = x.numel() and out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
+    if out is x or shared:
         raise ValueError("out must not overlap x; to mix in place use kernel_mix_")
 
 
