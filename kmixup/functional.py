@@ -466,9 +466,13 @@ def _mix_targets(y, perm, coeff, num_classes, label_smoothing, validate, name) -
         off = label_smoothing / num_classes
         on = 1.0 - label_smoothing + off
         # scatter_ instead of F.one_hot: one_hot range-checks on the host (a sync).
-        y = torch.full((batch, num_classes), off, dtype=dtype, device=y.device).scatter_(
-            1, y.long().unsqueeze(1), on
-        )
+        try:
+            y = torch.full((batch, num_classes), off, dtype=dtype, device=y.device).scatter_(
+                1, y.long().unsqueeze(1), on
+            )
+        except RuntimeError as err:  # an index out of range that validation did not check
+            raise IndexError(f"{name}: class indices must lie in [0, {num_classes})") from err
+
     elif y.dtype.is_floating_point:
         C.check_floating(y, name)
         if num_classes is not None:
@@ -478,6 +482,8 @@ def _mix_targets(y, perm, coeff, num_classes, label_smoothing, validate, name) -
                     f"{name}: soft labels must have shape [B, num_classes={num_classes}], "
                     f"got {list(y.shape)}"
                 )
+            if check_values:
+                C.check_unit_interval_values(y, f"{name} (soft labels)")
     else:
         raise TypeError(
             f"{name} must be integer class indices or floating, got dtype {y.dtype}"

@@ -912,6 +912,11 @@ def special_inputs(rg: Rng, bad: str | None, names: tuple[str, str, str], pools)
         if t.dim() and rg.chance(0.2):
             t = relayout(t, "noncontig")
         args[name] = Arg(t, OK, str(dtype).replace("torch.", ""))
+    bad_arg = args.get(bad)
+    if bad_arg is not None and bad_arg.tag == "shape":
+        others = [a.value for k, a in args.items() if k != bad]
+        if not any(isinstance(v, torch.Tensor) for v in others):
+            args[bad] = Arg(bad_arg.value, OK, "shape")  # beside Python numbers it broadcasts
     return args
 
 
