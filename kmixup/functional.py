@@ -482,8 +482,6 @@ def _mix_targets(y, perm, coeff, num_classes, label_smoothing, validate, name) -
                     f"{name}: soft labels must have shape [B, num_classes={num_classes}], "
                     f"got {list(y.shape)}"
                 )
-            if check_values:
-                C.check_unit_interval_values(y, f"{name} (soft labels)")
     else:
         raise TypeError(
             f"{name} must be integer class indices or floating, got dtype {y.dtype}"

@@ -140,6 +140,12 @@ def _override(mask, fn, args, standins, outs):
     return tuple(torch.where(mask, v, out) for v, out in zip(values, outs))
 
 
+def _log1m(x: torch.Tensor) -> torch.Tensor:
+    """log(1 - x). torch's log1p(-x) returns 0 for the smallest subnormal x, where -x is the
+    answer; below 1e-18, -x is exact to double precision anyway."""
+    return torch.where(x < 1e-18, -x, torch.log1p(-x))
+
+
 def _guard(v: torch.Tensor) -> torch.Tensor:
     """Lentz's method divides by these; a value that vanishes is nudged off zero."""
     return torch.where(v.abs() < _TINY, _TINY, v)
@@ -387,14 +393,14 @@ def _betainc_interior(a, b, x):
     outs = (empty, empty.clone())
 
     def cf(a, b, x):
-        return _betainc_cf(a, b, x, torch.log(x), torch.log1p(-x))
+        return _betainc_cf(a, b, x, torch.log(x), _log1m(x))
 
     def gamma_limit(a, b, x):
         # I = P(a, z) with b huge; mirrored, I = Q(b, z) with a huge.
         b_big = b >= a
         p, q = _betainc_gamma(
             torch.where(b_big, a, b), torch.where(b_big, b, a),
-            torch.where(b_big, torch.log1p(-x), torch.log(x)),
+            torch.where(b_big, _log1m(x), torch.log(x)),
         )
         return torch.where(b_big, p, q), torch.where(b_big, q, p)
 
@@ -412,7 +418,7 @@ def _log_pdf(a, b, x):
         return (_bump_log_density(a, b, p, q, log_norm, _delta_at(p, q, x), x, 1.0 - x),)
 
     large = torch.minimum(a, b) >= LARGE
-    plain = (a - 1.0) * torch.log(x) + (b - 1.0) * torch.log1p(-x) - _log_beta(a, b)
+    plain = (a - 1.0) * torch.log(x) + (b - 1.0) * _log1m(x) - _log_beta(a, b)
     (out,) = _override(large, bump, (a, b, x), (LARGE, LARGE, 0.5), (plain,))
     return out
 
