@@ -239,6 +239,23 @@ cudaError_t launch_coefficients(const DistLaunch& d, const CoefficientArgs& q,
 }  // namespace
 }  // namespace kmixup::cuda::detail
 
+namespace kmixup::cuda::detail {
+
+// The distance pass over B rows of f, with its row plan (grid_fits says whether it launches).
+inline DistLaunch dist_launch(DType dtype, const void* f, int64_t batch, int64_t row_len,
+                              const int64_t* perm) {
+  DistLaunch d{};
+  d.dtype = dtype;
+  d.f = f;
+  d.batch = batch;
+  d.row_len = row_len;
+  d.perm = perm;
+  d.plan = plan_rows(batch, row_len, elem_bytes(dtype));
+  return d;
+}
+
+}  // namespace kmixup::cuda::detail
+
 namespace kmixup::cuda {
 
 size_t pair_sq_dist_workspace_bytes(int64_t batch, int64_t row_len, DType f_dtype) {
@@ -258,13 +275,8 @@ size_t kernel_mix_workspace_bytes(int64_t batch, int64_t feats_row_len, DType fe
 cudaError_t launch_pair_sq_dist(const PairSqDistArgs& args, void* workspace,
                                 cudaStream_t stream) {
   if (args.batch == 0) return cudaSuccess;
-  detail::DistLaunch d{};
-  d.dtype = args.f_dtype;
-  d.f = args.f;
-  d.batch = args.batch;
-  d.row_len = args.row_len;
-  d.perm = args.perm;
-  d.plan = detail::plan_rows(args.batch, args.row_len, detail::elem_bytes(args.f_dtype));
+  detail::DistLaunch d =
+      detail::dist_launch(args.f_dtype, args.f, args.batch, args.row_len, args.perm);
   if (!detail::grid_fits(d.plan)) return cudaErrorInvalidValue;
   const cudaError_t err = detail::place_dist(d, args.out, /*with_mean=*/false, workspace, stream);
   if (err != cudaSuccess) return err;
@@ -281,13 +293,8 @@ cudaError_t launch_kernel_mix(const KernelMixArgs& args, void* workspace, cudaSt
                         /*coeff_out=*/args.coeff};
   if (args.warping == kmixup::kNone) return detail::launch_mix_rows(mix, stream);
 
-  detail::DistLaunch d{};
-  d.dtype = args.feats_dtype;
-  d.f = args.feats;
-  d.batch = args.batch;
-  d.row_len = args.feats_row_len;
-  d.perm = args.perm;
-  d.plan = detail::plan_rows(args.batch, args.feats_row_len, detail::elem_bytes(args.feats_dtype));
+  detail::DistLaunch d = detail::dist_launch(args.feats_dtype, args.feats, args.batch,
+                                                   args.feats_row_len, args.perm);
   if (!detail::grid_fits(d.plan)) return cudaErrorInvalidValue;
   cudaError_t err = detail::place_dist(d, nullptr, /*with_mean=*/true, workspace, stream);
   if (err != cudaSuccess) return err;
