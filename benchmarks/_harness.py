@@ -28,15 +28,17 @@ Output. By default results go to a scratch folder (``benchmarks/out/``, ignored 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import gc
+import json
 import os
 import platform
 import random
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,6 +162,32 @@ def default_threads() -> list[int]:
     except AttributeError:
         usable = os.cpu_count() or 1
     return sorted({1, usable})
+
+
+def thread_counts(device: torch.device, threads: list[int]) -> list[int]:
+    """The torch thread counts to run on ``device``: each of ``threads`` on a CPU; a GPU
+    run is not a CPU-thread experiment, so it runs once, with the most threads."""
+    return threads if device.type == "cpu" else [max(threads)]
+
+
+@contextlib.contextmanager
+def keep_threads() -> Iterator[None]:
+    """Restores torch's thread count, which the benchmarks change per configuration."""
+    initial = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(initial)
+
+
+def write_results(stem: Path, result: dict, table: str,
+                  plot: Callable[[dict, Path], None]) -> None:
+    """``stem``.json, .md and .png: the data, the table and the picture of one run."""
+    print(table)
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    stem.with_suffix(".md").write_text(table)
+    plot(result, stem.with_suffix(".png"))
+    print(f"wrote {stem}.json, .md and .png")
 
 
 def summarize(timings: Timings, max_spread: float, min_cpu_share: float = MIN_CPU_SHARE

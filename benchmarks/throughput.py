@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import textwrap
 import time
 import warnings
@@ -538,13 +537,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     libraries, library_missing = optional_libraries()
     for name, why in library_missing.items():
         print(f"not timed: {name}: {why}")
-    initial_threads = torch.get_num_threads()
     results = {}
-    try:
+    with H.keep_threads():
         for dev in args.devices:
             device = torch.device(dev)
-            # A GPU run is not a CPU-thread experiment: it runs once, with the most threads.
-            thread_list = args.threads if device.type == "cpu" else [max(args.threads)]
+            thread_list = H.thread_counts(device, args.threads)
             jobs = [(s, d, t) for s in args.shapes for d in args.dtypes for t in thread_list]
             rows, skipped, descriptions, conditions = [], [], {}, []
             for shape, dtype, threads in tqdm(jobs, desc=f"throughput ({dev})", unit="config",
@@ -566,16 +563,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
                 "settings": settings, "methods": descriptions, "conditions": conditions,
                 "rows": rows, "skipped": skipped,
             }
-    finally:
-        torch.set_num_threads(initial_threads)
     for device_type, result in results.items():
         stem = out / f"throughput_{device_type}{'_quick' if args.quick else ''}"
-        table = markdown(result)
-        print(table)
-        stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
-        stem.with_suffix(".md").write_text(table)
-        plot(result, stem.with_suffix(".png"))
-        print(f"wrote {stem}.json, .md and .png")
+        H.write_results(stem, result, markdown(result), plot)
     return results
 
 
