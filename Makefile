@@ -19,7 +19,7 @@ CONSTRAINTS := $(VENV)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 
-.PHONY: venv test lint fuzz demo clean test-cuda-torch test-no-compiler ci print-deps
+.PHONY: venv test lint fuzz demo clean test-cuda-torch test-no-compiler test-install ci print-deps
 
 venv: $(STAMP)
 
@@ -36,7 +36,7 @@ $(STAMP): $(VENV)/pyvenv.cfg setup.py pyproject.toml Makefile $(CSRC)
 		$(PIP) install --only-binary=torch '$(TORCH_SPEC)'; \
 	fi
 	$(PY) -c 'import torch; print("torch==" + torch.__version__)' > $(CONSTRAINTS)
-	$(PIP) install -c $(CONSTRAINTS) 'setuptools>=64' wheel $(DEPS)
+	$(PIP) install -c $(CONSTRAINTS) 'setuptools>=77' wheel $(DEPS)
 	MAX_JOBS=$${MAX_JOBS:-2} $(PIP) install -c $(CONSTRAINTS) --no-build-isolation --no-deps -e .
 	@touch $@
 
@@ -54,13 +54,17 @@ fuzz: venv
 	KMIXUP_EXPECT_COMPILED=cpu KMIXUP_FUZZ_CASES=$(FUZZ_CASES) $(PY) -m pytest -q -m fuzz tests/test_fuzz.py
 
 # The install matrix beside `make test` (.ci/*.sh say how): a CUDA torch on a machine
-# without a GPU (.venv-cuda, kmixup built with its CUDA kernels), and an install with no
-# compiler (.venv-nocc, the pure-PyTorch fall-back). `make ci` runs all of CI.
+# without a GPU (.venv-cuda, kmixup built with its CUDA kernels), an install with no
+# compiler (.venv-nocc: refused, or the pure-PyTorch package with KMIXUP_PURE=1), and
+# pip's ways to install (.venv-install). `make ci` runs all of CI.
 test-cuda-torch:
 	bash .ci/cuda_torch.sh
 
 test-no-compiler: venv
 	bash .ci/no_compiler.sh
+
+test-install: venv
+	bash .ci/install_paths.sh
 
 ci:
 	bash .ci/run
@@ -74,6 +78,6 @@ demo: venv
 	$(PY) -m kmixup.experiments --quick
 
 clean:
-	rm -rf $(VENV) .venv-cuda .venv-nocc build dist *.egg-info kmixup/*.so demo_output \
+	rm -rf $(VENV) .venv-cuda .venv-nocc .venv-install build dist *.egg-info kmixup/*.so demo_output \
 		.pytest_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,30 +1,66 @@
 """Build script for kmixup: the package plus its compiled ops, ``kmixup._C``.
 
 Metadata lives in pyproject.toml. The extension always holds the C++ CPU kernels; the
-CUDA kernels join it when torch was built with CUDA and nvcc is found (or FORCE_CUDA=1).
-Building needs torch, hence ``pip install --no-build-isolation``. If compilation fails
-(no compiler, say), the package still installs and serves every op with its pure-PyTorch
-kernels; a warning says so.
+CUDA kernels join it when torch was built with CUDA and nvcc is found (FORCE_CUDA=1
+forces them, FORCE_CUDA=0 leaves them out).
+
+Building the extension needs torch in the build environment, hence ``pip install
+--no-build-isolation`` (pip's isolated build environment has no torch, and torch is
+deliberately not a build requirement: it would pull a fresh, multi-GB torch that need
+not match the one installed). Every build either compiles the ops or stops with an error
+that says what to do; it never silently installs the pure-PyTorch package. That package
+(same results, slower) is built only when asked for: ``KMIXUP_PURE=1``. Metadata-only
+commands (sdist, egg_info, dist_info) need no torch.
 """
 
 import glob
 import os
-import warnings
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
+from setuptools.command.build_ext import build_ext
 
 try:
     import torch
     from torch.utils import cpp_extension
-except ImportError:  # metadata-only calls (e.g. sdist) need no torch
+except ImportError:
     torch = None
+
+PURE = os.environ.get("KMIXUP_PURE") == "1"
+
+PURE_HINT = """\
+  * Or install the pure-PyTorch package (same results, slower, no compiler needed):
+        KMIXUP_PURE=1 pip install .
+See README.md, section "Install"."""
+
+NO_TORCH = f"""
+kmixup: cannot build the compiled ops: torch does not import in the build environment
+(pip builds in an isolated environment, without torch, unless told otherwise).
+  * Install torch first, then build against it:
+        pip install --no-build-isolation .
+{PURE_HINT}
+"""
+
+
+def _compile_failed(err: Exception) -> str:
+    return f"""
+kmixup: compiling the ops failed: {err}
+(the compiler's own messages are above).
+  * The build needs a C++17 compiler (g++ or clang++) and, for the CUDA kernels, an nvcc
+    whose CUDA version matches torch's (torch.version.cuda; CUDA_HOME picks the toolkit,
+    FORCE_CUDA=0 builds the CPU kernels only).
+{PURE_HINT}
+"""
 
 
 def _extensions():
-    if torch is None or os.environ.get("KMIXUP_DISABLE_EXTENSION") == "1":
+    if PURE:
         return [], {}
-    with_cuda = os.environ.get("FORCE_CUDA") == "1" or (
-        torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None
+    if torch is None:
+        # Declared so that a build (not sdist or egg_info) reaches build_ext, which fails.
+        return [Extension("kmixup._C", sources=[])], {"build_ext": _NoTorch}
+    force_cuda = os.environ.get("FORCE_CUDA")
+    with_cuda = force_cuda == "1" or (
+        force_cuda != "0" and torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None
     )
     sources = ["csrc/kmixup.cpp", *sorted(glob.glob("csrc/cpu/*.cpp"))]
     # at::parallel_for is header code: without OpenMP it would run on one thread.
@@ -45,39 +81,26 @@ def _extensions():
         extra_link_args=["-fopenmp"],
         py_limited_api=False,
     )
-    return [ext], {"build_ext": _OptionalBuild.with_options(use_ninja=True)}
+    return [ext], {"build_ext": _Build.with_options(use_ninja=True)}
+
+
+class _NoTorch(build_ext):
+    def run(self):
+        raise SystemExit(NO_TORCH)
 
 
 if torch is not None:
 
-    class _OptionalBuild(cpp_extension.BuildExtension):
-        """Turns a failed compilation into a warning: the pure-PyTorch kernels still work."""
-
-        failed = False
+    class _Build(cpp_extension.BuildExtension):
+        """A failed compilation stops the build with what to do instead."""
 
         def build_extensions(self):
-            # Not build_extension: torch checks the compiler (runs `c++ --version`) here,
-            # before it builds anything, so a missing compiler raises from this level.
+            # Not build_extension: torch checks the compiler (runs `c++ --version`) and
+            # nvcc's CUDA version here, before it builds anything.
             try:
                 super().build_extensions()
-            except Exception as err:  # compiler missing, headers missing, ...
-                self.failed = True
-                warnings.warn(
-                    f"kmixup: building the compiled ops failed ({err}); installing the "
-                    "pure-PyTorch implementation only (slower, same results).",
-                    stacklevel=1,
-                )
-
-        def copy_extensions_to_source(self):
-            """In-place and editable builds: with no new _C, no _C of an earlier build
-            may stay in the tree either (it would be loaded as if just built)."""
-            if not self.failed:
-                return super().copy_extensions_to_source()
-            here = os.path.dirname(os.path.abspath(__file__))
-            for ext in self.extensions:
-                stale = os.path.join(here, self.get_ext_filename(self.get_ext_fullname(ext.name)))
-                if os.path.exists(stale):
-                    os.remove(stale)
+            except Exception as err:  # compiler missing or failing, headers missing, ...
+                raise SystemExit(_compile_failed(err)) from err
 
 
 ext_modules, cmdclass = _extensions()

@@ -45,3 +45,24 @@ mirror() {
     sed 's|^\./||' | sort | comm -13 "$list" - | while IFS= read -r f; do rm -f "$f"; done)
   rm -f "$list"
 }
+
+# overlay_venv BASE VENV: creates VENV (unless it exists) on top of BASE: VENV sees BASE's
+# packages (torch included) through a .pth file, so nothing is installed from an index.
+# BASE's packages come after VENV's own and before the system's, and BASE's own .pth files
+# (its editable kmixup) are not run, except setuptools' one.
+overlay_venv() {
+  local base=$1 venv=$2 base_site site
+  if [ ! -x "$venv/bin/python" ]; then
+    step "create $venv on top of $base" "$base/bin/python" -m venv --system-site-packages \
+      --without-pip "$venv"  # pip and setuptools too come from BASE
+  fi
+  base_site=$("$base/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  {
+    printf '%s\n' "$base_site"
+    cat "$base_site/distutils-precedence.pth" 2>/dev/null || true
+  } >"$site/kmixup-ci-base.pth"
+}
+
+# installed_kmixup SITE: what a kmixup install put into the site-packages folder SITE.
+installed_kmixup() { find "$1" -maxdepth 1 -iname '*kmixup*' ! -name kmixup-ci-base.pth; }

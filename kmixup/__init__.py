@@ -32,7 +32,7 @@ def backend_info() -> dict[str, str]:
         A dict from device type (``"cpu"``, and ``"cuda"`` when CUDA is available) to a
         description: ``"compiled (kmixup._C)"`` where a C++/CUDA kernel is registered,
         otherwise ``"pure-pytorch"`` with the reason in parentheses (e.g.
-        ``"pure-pytorch (KMIXUP_DISABLE_EXTENSION=1)"``).
+        ``"pure-pytorch (KMIXUP_PURE=1)"``).
     """
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     info = {}

@@ -2,7 +2,7 @@
 
 The schemas are declared in ``csrc/kmixup.cpp``; loading the compiled extension
 ``kmixup._C`` declares them together with its CPU (and CUDA) kernels. Without the
-extension (not built, or ``KMIXUP_DISABLE_EXTENSION=1``) the same schemas are declared
+extension (not built, or ``KMIXUP_PURE=1``) the same schemas are declared
 here from :data:`SCHEMAS` (a test checks the two agree). Either way this module adds:
 
 * the pure-PyTorch kernels of :mod:`kmixup._torch_kernels` as the
@@ -44,8 +44,8 @@ SCHEMAS = {
 
 def _load_extension() -> str | None:
     """Import ``kmixup._C``; returns why it is not used, or None when it is loaded."""
-    if os.environ.get("KMIXUP_DISABLE_EXTENSION") == "1":
-        return "KMIXUP_DISABLE_EXTENSION=1"
+    if os.environ.get("KMIXUP_PURE") == "1":
+        return "KMIXUP_PURE=1"
     if importlib.util.find_spec("kmixup._C") is None:
         reason = "extension not built"
     else:

@@ -32,7 +32,7 @@ class FeatureBank:
         for x, y, index in loader:  # the dataset also returns each sample's index
             x_mix, y_mix = mixer(x, y, feats=bank.lookup(index))
             emb = model.features(x_mix)
-            loss = soft_cross_entropy(model.head(emb), y_mix)
+            loss = torch.nn.functional.cross_entropy(model.head(emb), y_mix)
             bank.update(index, emb)
 
     Until every sample of a batch has an entry (the first epoch), :meth:`lookup` returns

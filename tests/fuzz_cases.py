@@ -31,7 +31,7 @@ distances, so a steep kernel does not fail on the last bit of a sum.
 A case is a function of (seed, index) alone. To replay one in this process::
 
     python tests/fuzz_cases.py --case 123                # the compiled backend
-    KMIXUP_DISABLE_EXTENSION=1 python tests/fuzz_cases.py --case 123   # pure PyTorch
+    KMIXUP_PURE=1 python tests/fuzz_cases.py --case 123   # pure PyTorch
     python tests/fuzz_cases.py --case 123 --show         # print the case, do not run it
     python tests/fuzz_cases.py --range 40 124            # a sequence, as a worker ran it
 

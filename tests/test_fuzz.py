@@ -58,9 +58,9 @@ MALLOC_DEBUG = ctypes.util.find_library("c_malloc_debug") if sys.platform == "li
 
 def backend_env(backend: str, extra: dict | None = None) -> dict:
     env = dict(os.environ)
-    env.pop("KMIXUP_DISABLE_EXTENSION", None)
+    env.pop("KMIXUP_PURE", None)
     if backend == "pure":
-        env["KMIXUP_DISABLE_EXTENSION"] = "1"
+        env["KMIXUP_PURE"] = "1"
     if MALLOC_DEBUG and env.get("KMIXUP_FUZZ_MALLOC_CHECK", "1") != "0":
         # glibc's checking malloc: an out-of-bounds write aborts at the next free, usually
         # in the case that made it, instead of cases later; freshly allocated memory is
@@ -76,7 +76,7 @@ def backend_env(backend: str, extra: dict | None = None) -> dict:
 
 def repro(backend: str, outcome: dict) -> str:
     """A one-line command that replays a failing case (a sequence for a late crash)."""
-    prefix = "KMIXUP_DISABLE_EXTENSION=1 " if backend == "pure" else ""
+    prefix = "KMIXUP_PURE=1 " if backend == "pure" else ""
     which = (f"--range {outcome['range'][0]} {outcome['range'][1]}" if outcome.get("range")
              else f"--case {outcome['case']}")
     return (f"cd {shlex.quote(str(REPO))} && {prefix}{shlex.quote(sys.executable)} "

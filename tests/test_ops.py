@@ -49,12 +49,12 @@ def test_disable_extension_switch_serves_pure_pytorch_with_equal_results():
         "m, c = F.kernel_mix(x, p, lam); print(kmixup.backend_info()['cpu']);"
         "print(repr(c.tolist())); print(repr(m.sum().item()))"
     )
-    env = {**os.environ, "KMIXUP_DISABLE_EXTENSION": "1"}
+    env = {**os.environ, "KMIXUP_PURE": "1"}
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
         timeout=120,
     ).stdout.splitlines()
-    assert out[0] == "pure-pytorch (KMIXUP_DISABLE_EXTENSION=1)"
+    assert out[0] == "pure-pytorch (KMIXUP_PURE=1)"
     g = torch.Generator().manual_seed(0)
     x = torch.randn(16, 40, generator=g)
     p = torch.randperm(16, generator=g)
