@@ -1,4 +1,7 @@
-"""The demo (python -m kmixup.demo) runs, writes its figures and shows the SK Mixup effect."""
+"""The demo (python -m kmixup.demo) runs, writes its figures and shows the SK Mixup effect;
+`make demo` then runs the quick experiments, the overconfident-ERM set included."""
+
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +56,15 @@ def test_prints_report(run, capsys):
 def test_rejects_bad_batch(tmp_path):
     with pytest.raises(ValueError, match="--batch"):
         demo.main(["--out", str(tmp_path), "--batch", "1"])
+
+
+def test_make_demo_experiments_include_the_overconfident_regime():
+    pytest.importorskip("torchmetrics")
+    from kmixup.experiments import run
+
+    makefile = (Path(__file__).parents[1] / "Makefile").read_text()
+    recipe = makefile.split("\ndemo:", 1)[1].split("\n\n", 1)[0]
+    line = next(ln for ln in recipe.splitlines() if "-m kmixup.experiments" in ln)
+    args = run.parse_args(line.split("-m kmixup.experiments", 1)[1].split())
+    # The set where ERM is overconfident (tests/test_experiments.py checks that it is).
+    assert args.mode == "quick" and "overlap" in args.data

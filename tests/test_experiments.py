@@ -17,7 +17,7 @@ pytest.importorskip("tqdm")
 
 from kmixup.experiments import metrics as M  # noqa: E402
 from kmixup.experiments import run  # noqa: E402
-from kmixup.experiments.data import load_dataset  # noqa: E402
+from kmixup.experiments.data import BUILTIN, load_dataset  # noqa: E402
 from kmixup.experiments.methods import (  # noqa: E402
     CLASSIFICATION_METHODS,
     REGRESSION_METHODS,
@@ -82,7 +82,7 @@ def test_metrics_in_range(tiny):
             assert all(math.isfinite(v) for v in r.values()), (name, key, r)
             assert m["std"] == {k: 0.0 for k in m["mean"]}  # one seed
             if d["task"] == "classification":
-                for k in ("acc", "ece", "aece", "ece_ts", "aece_ts"):
+                for k in ("acc", "conf", "ece", "aece", "ece_ts", "aece_ts"):
                     assert 0.0 <= r[k] <= 1.0, (name, key, k)
                 for k in ("brier", "brier_ts"):
                     assert 0.0 <= r[k] <= 2.0
@@ -127,6 +127,35 @@ def test_npz_data(tmp_path):
         load_dataset(str(tmp_path / "bad.npz"))
     with pytest.raises(ValueError, match="unknown data set"):
         load_dataset("mnist")
+
+
+def test_overlap_set_is_generated_deterministically():
+    a, b = load_dataset("overlap"), load_dataset("overlap")
+    assert "overlap" in BUILTIN and run.parse_args([]).data == list(BUILTIN)
+    assert a.task == "classification" and a.num_classes == 4 and not a.toy_2d
+    assert a.train.x.shape == (600, 10) and len(a.val.y) == 200 and len(a.test.y) == 200
+    for part in ("train", "val", "test"):
+        assert torch.equal(getattr(a, part).x, getattr(b, part).x)
+        assert torch.equal(getattr(a, part).y, getattr(b, part).y)
+    # Stratified: every class about a quarter of each split.
+    assert torch.bincount(a.test.y, minlength=4).min() >= 45
+
+
+def test_erm_is_overconfident_on_overlap_and_mixup_is_not(tmp_path):
+    # The demo's own recipe (quick epochs), one seed: a fixed seed repeats every number,
+    # and the margins below are several times the spread over seeds.
+    args = ["--data", "overlap", "--methods", "erm,mixup", "--seeds", "0", "--no-progress"]
+    report = run.main(args + ["--out", str(tmp_path)])
+    erm, mixup = (report["datasets"]["overlap"]["methods"][k]["runs"][0] for k in ("erm", "mixup"))
+    # ERM fits the noisy labels: confidence far above accuracy, a temperature well above 1.
+    assert erm["conf"] > erm["acc"] + 0.1 and erm["temperature"] > 1.5
+    assert erm["ece"] > 0.15
+    # Mixup is not: far lower confidence, ECE and NLL, at no loss of accuracy.
+    assert mixup["conf"] < erm["conf"] - 0.1
+    assert mixup["ece"] < erm["ece"] - 0.05 and mixup["nll"] < erm["nll"] - 0.2
+    assert mixup["acc"] > erm["acc"] - 0.03
+    assert (tmp_path / "reliability_overlap.png").read_bytes().startswith(PNG)
+    assert "| Conf (%) |" in (tmp_path / "results.md").read_text()
 
 
 def test_bank_and_hidden_methods_run_and_the_bank_serves_from_epoch_two(monkeypatch):
@@ -220,6 +249,7 @@ def test_classification_metrics_by_hand():
     y = torch.tensor([1, 1, 1, 0])
     m = M.classification_metrics(logits, y)
     assert m["acc"] == pytest.approx(0.75)
+    assert m["conf"] == pytest.approx(np.mean(conf))  # 0.76 > 0.75: slightly overconfident
     # ECE: each bin holds one sample: mean |correct - conf|.
     assert m["ece"] == pytest.approx((0.39 + 0.71 + 0.19 + 0.09) / 4)
     # Adaptive ECE with 15 bins over 4 samples = one sample per bin: same value here;

@@ -1,7 +1,8 @@
 """Metrics and post-hoc recalibration.
 
-Classification (from logits): accuracy, ECE (15 equal-width confidence bins, L1, the
-top-label confidence), adaptive ECE (15 equal-mass bins), NLL and the multi-class Brier
+Classification (from logits): accuracy, mean top-label confidence (above the accuracy
+means overconfident), ECE (15 equal-width confidence bins, L1, the top-label
+confidence), adaptive ECE (15 equal-mass bins), NLL and the multi-class Brier
 score ``mean_i sum_c (p_ic - 1[y_i = c])**2`` (range [0, 2]). Accuracy and ECE come from
 torchmetrics; adaptive ECE and Brier are computed here (torchmetrics has neither).
 
@@ -67,12 +68,16 @@ def brier_score(probs: Tensor, y: Tensor) -> float:
 
 
 def classification_metrics(logits: Tensor, y: Tensor) -> dict[str, float]:
-    """``acc``, ``ece``, ``aece`` (fractions in [0, 1]), ``nll`` and ``brier`` from logits."""
+    """``acc``, ``conf``, ``ece``, ``aece`` (fractions in [0, 1]), ``nll`` and ``brier``.
+
+    ``conf`` is the mean top-label confidence: ``conf > acc`` means overconfident.
+    """
     logits = logits.double()
     probs = logits.softmax(dim=1)
     c = logits.shape[1]
     return {
         "acc": float(multiclass_accuracy(probs, y, num_classes=c, average="micro")),
+        "conf": float(probs.max(dim=1).values.mean()),
         "ece": float(
             multiclass_calibration_error(probs, y, num_classes=c, n_bins=N_BINS, norm="l1")
         ),
