@@ -343,13 +343,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--quick",
         action="store_true",
         help="the default: seeds 0-2, few epochs, the documented default hyperparameters "
-        "(about 20 s with kmixup's compiled kernels, 2 min on its pure-PyTorch path)",
+        "(about 1 min of CPU with kmixup's compiled kernels, twice that on its pure-PyTorch path)",
     )
     mode.add_argument(
         "--full",
         action="store_true",
         help="seeds 0-9, twice the epochs, hyperparameters searched on the validation split "
-        "(about 4 min with the compiled kernels; hours on the pure-PyTorch path)",
+        "(about 7 min with the compiled kernels; hours on the pure-PyTorch path)",
     )
     ap.add_argument(
         "--data",
