@@ -8,7 +8,8 @@ from . import _ops, functional, special
 from .bank import FeatureBank
 from .collate import MixupCollate
 from .hidden import HiddenMixup
-from .transforms import KernelMixup, Mixup
+from .transforms import KernelMixup, Mixup, TimmMixup
+from .v2 import TorchvisionMixup
 
 __version__ = "0.1.0"
 
@@ -17,6 +18,8 @@ __all__ = [
     "functional",
     "KernelMixup",
     "Mixup",
+    "TimmMixup",
+    "TorchvisionMixup",
     "HiddenMixup",
     "FeatureBank",
     "MixupCollate",

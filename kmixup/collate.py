@@ -27,6 +27,13 @@ class MixupCollate:
     default ``collate_fn`` the stacked batch is fresh, so a :class:`kmixup.KernelMixup`
     mixes it in place (no second batch-sized allocation).
 
+    uint8 images (timm's prefetching loader, which normalises on the GPU) are mixed as
+    timm's ``FastCollateMixup`` mixes them: in float32, rounded back to uint8. So
+    ``FastCollateMixup(**mixup_args)`` becomes
+    ``MixupCollate(kmixup.TimmMixup(**mixup_args))``; samples may be numpy arrays, as
+    timm's transforms leave them. A mixer with ``dense_target=False`` makes the batch
+    ``(mixed_x, (target, perm, coeff), *rest)``.
+
     Example::
 
         collate = kmixup.MixupCollate(kmixup.KernelMixup(num_classes=10))
@@ -47,7 +54,8 @@ class MixupCollate:
     ``num_workers=0``, where the mixer is used as it is.
 
     Args:
-        mixer: A :class:`kmixup.KernelMixup` or :class:`kmixup.Mixup`, or any callable
+        mixer: A :class:`kmixup.KernelMixup`, :class:`kmixup.Mixup` or
+            :class:`kmixup.TimmMixup`, or any callable
             ``mixer(x, target) -> (mixed_x, mixed_target)``.
         collate_fn: Turns a list of samples into a batch; default
             :func:`torch.utils.data.default_collate`.
@@ -114,10 +122,17 @@ class MixupCollate:
                 f"{type(x).__name__} and {type(target).__name__}"
             )
         self._reseed_in_worker()
-        if isinstance(self.mixer, KernelMixup) and self.collate_fn is default_collate:
-            # default_collate stacks into a fresh tensor: nothing else sees it, so mix it
-            # in place rather than allocate a second batch.
+        as_bytes = x.dtype == torch.uint8
+        fresh = as_bytes or self.collate_fn is default_collate
+        if as_bytes:
+            x = x.float()
+        if isinstance(self.mixer, KernelMixup) and fresh:
+            # The batch is a fresh tensor (stacked by default_collate, or the float copy
+            # of uint8 images): nothing else sees it, so mix it in place rather than
+            # allocate a second batch.
             mixed_x, mixed_target = self.mixer(x, target, inplace=True)
         else:
             mixed_x, mixed_target = self.mixer(x, target)
+        if as_bytes:
+            mixed_x = mixed_x.round_().to(torch.uint8)
         return (mixed_x, mixed_target, *rest)
