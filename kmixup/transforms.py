@@ -365,12 +365,13 @@ class TimmMixup(KernelMixup):
     coefficients: ``coeff * onehot(y) + (1 - coeff) * onehot(y[perm])``, smoothed as timm
     does (off value ``label_smoothing / num_classes``).
 
-    Differences from timm, none of which changes the distribution of the mixing: the
-    partner of each sample is drawn at random (timm pairs sample ``i`` with ``B - 1 -
-    i``, so it relies on a shuffled batch), the draws use torch's generators (on the
-    inputs' device, no host sync) rather than numpy's, and any batch size works: timm
-    asserts an even batch; here an odd batch in ``"pair"`` mode leaves one sample
-    unmixed, and a batch of 0 or 1 passes through unmixed.
+    Samples are matched two by two, as in timm (``i`` mixes with ``j`` and ``j`` with
+    ``i``, with a draw each except in ``"pair"`` mode), but the matching is drawn at
+    random where timm pairs ``i`` with ``B - 1 - i`` (so it relies on a shuffled batch).
+    The draws use torch's generators (on the inputs' device, no host sync) rather than
+    numpy's. Neither changes the distribution of the mixing. Any batch size works
+    (timm asserts an even batch): in an odd batch one sample is left without a partner
+    and passes through unmixed, as does a batch of 0 or 1.
 
     ``mixup_enabled`` (set it to ``False`` to stop mixing, as timm's ``train.py`` does at
     ``--mixup-off-epoch``) and the ``last_*`` attributes of :class:`KernelMixup` work as
@@ -479,7 +480,7 @@ class TimmMixup(KernelMixup):
         """
         device = torch.device(device)
         gen = self._generator_on(device)
-        perm = draws.pairs(batch, self.mode == "pair", device, gen)
+        perm = draws.pairs(batch, True, device, gen)
         n = 1 if self.mode == "batch" else batch
         mixup_on, cutmix_on = self.mixup_alpha > 0, self.cutmix_alpha > 0
         if mixup_on and cutmix_on:
@@ -506,9 +507,7 @@ class TimmMixup(KernelMixup):
             owner = torch.minimum(index, perm)
         else:
             owner = index
-        mixed = mixed[owner]
-        if self.mode == "pair":
-            mixed &= perm != index  # an odd batch's odd one out, paired with itself
+        mixed = mixed[owner] & (perm != index)  # an odd batch's odd one out stays as it is
         lam = torch.where(mixed, lam[owner], 1.0)
         return perm, lam, cutmix[owner] & mixed, (None if box is None else box[owner])
 

@@ -52,10 +52,32 @@ def test_lightning_module_fits():
     assert metrics["train_loss"] > 0
 
 
-def test_timm_swap_is_drop_in():
+@pytest.mark.parametrize("mode", ["batch", "pair", "elem"])
+def test_timm_swap_is_drop_in(mode):
+    """Same call, shapes, dtypes and targets summing to 1 (checked inside the example,
+    for Mixup and the collate), and with warping="none" the same distribution of mixing
+    as timm's: shares of unmixed samples and of CutMix, and the coefficients of each
+    branch (Kolmogorov-Smirnov). One sample per batch: the rows of a batch share draws."""
     reason = importable("timm")
     if reason:
         pytest.skip(reason)
-    losses = load("timm_swap").main(["--model", "resnet18", "--image-size", "32"])
-    assert set(losses) == {"timm Mixup", "kmixup KernelMixup"}
-    assert all(0 < v < 10 for v in losses.values())
+    from scipy import stats
+
+    draws, batch = 1000, 8
+    result = load("timm_swap").main(["--model", "resnet18", "--image-size", "32", "--mode", mode,
+                                     "--draws", str(draws), "--batch-size", str(batch)])
+    assert set(result["loss"]) == {"timm Mixup", "kmixup TimmMixup"}
+    assert all(0 < v < 10 for v in result["loss"].values())
+    observed = {name: {key: value.reshape(draws, batch)[:, 0] for key, value in obs.items()}
+                for name, obs in result["observed"].items()}
+    timm, plain, sk = observed.values()
+    # SK rounds some coefficients to 1 in float32, so its unmixed share is not timm's.
+    for ours, share in [(plain, lambda o: o["coeff"] == 1), (plain, lambda o: o["cutmix"]),
+                        (sk, lambda o: o["cutmix"])]:
+        p, q = share(timm).mean(), share(ours).mean()
+        assert abs(p - q) < 5 * (p * (1 - p) * 2 / draws) ** 0.5
+    for branch in (lambda o: ~o["cutmix"] & (o["coeff"] < 1), lambda o: o["cutmix"]):
+        assert stats.ks_2samp(timm["coeff"][branch(timm)],
+                              plain["coeff"][branch(plain)]).pvalue > 1e-3
+    # SK warping changes the mixup coefficients only.
+    assert stats.ks_2samp(timm["coeff"][timm["cutmix"]], sk["coeff"][sk["cutmix"]]).pvalue > 1e-3
