@@ -217,6 +217,34 @@ def test_sk_warps_the_mixup_branch_only():
     check_rows(x, mixed, perm, mixer.last_coeff, cutmix, mixer.last_box)
 
 
+def test_sk_gives_both_members_of_a_pair_the_same_coefficient():
+    x, y = images(9, seed=28)
+    mixer = TimmMixup(mode="pair", num_classes=NUM_CLASSES, generator=gen(29))
+    mixer(x, y)
+    perm, coeff = mixer.last_perm, mixer.last_coeff
+    assert torch.equal(coeff, coeff[perm]) and (coeff < 1).sum() == 8
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("mode", ["batch", "pair", "elem"])
+def test_on_cuda_mixes_as_on_the_cpu_and_never_synchronises(mode):
+    x, y = images(9, seed=30)
+    mixer = TimmMixup(mixup_alpha=0.8, cutmix_alpha=1.0, prob=0.9, mode=mode,
+                      num_classes=NUM_CLASSES, generator=torch.Generator("cuda").manual_seed(31))
+    torchvision_style = kmixup.TorchvisionMixup(num_classes=NUM_CLASSES)
+    x_cuda, y_cuda = x.cuda(), y.cuda()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        mixed, target = mixer(x_cuda, y_cuda)
+        torchvision_style(x_cuda, y_cuda)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    perm, coeff = mixer.last_perm.cpu(), mixer.last_coeff.cpu()
+    check_rows(x, mixed.cpu(), perm, coeff, mixer.last_cutmix.cpu(), mixer.last_box.cpu())
+    torch.testing.assert_close(target.cpu(), dense_from_triple(y, perm, coeff, 0.1))
+
+
 def test_cutmix_only_minmax_and_uncorrected_lam():
     x, y = images(6, seed=14, size=(20, 20))
     mixer = TimmMixup(mixup_alpha=0.0, cutmix_minmax=(0.3, 0.6), mode="elem",
