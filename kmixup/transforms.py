@@ -548,5 +548,5 @@ class TimmMixup(KernelMixup):
 def _check_real_in(value: object, name: str, low: float, high: float) -> None:
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    if not low <= value <= high:
-        raise ValueError(f"{name} must lie in [{low}, {high}], got {value}")
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ValueError(f"{name} must be finite and lie in [{low}, {high}], got {value}")

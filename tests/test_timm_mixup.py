@@ -287,6 +287,8 @@ def test_in_place_gradient_and_half_precision():
     assert torch.isfinite(leaf.grad).all() and leaf.grad.sum().item() == pytest.approx(x.numel())
     mixed, target = mixer(x.bfloat16(), y)
     assert mixed.dtype == torch.bfloat16 and target.dtype == torch.float32
+    mixed, _ = mixer(x.contiguous(memory_format=torch.channels_last), y)
+    assert mixed.is_contiguous(memory_format=torch.channels_last) and mixer.last_cutmix.any()
 
 
 def test_hidden_mixup_takes_the_mixup_branch():
@@ -304,6 +306,7 @@ def test_hidden_mixup_takes_the_mixup_branch():
     "kwargs, err, name",
     [
         (dict(mixup_alpha=-1.0), ValueError, "mixup_alpha"),
+        (dict(mixup_alpha=math.inf), ValueError, "mixup_alpha"),
         (dict(cutmix_alpha="1"), TypeError, "cutmix_alpha"),
         (dict(mixup_alpha=0.0), ValueError, "mixup_alpha"),
         (dict(cutmix_minmax=(0.8, 0.2)), ValueError, "cutmix_minmax"),
