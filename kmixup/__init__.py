@@ -8,6 +8,7 @@ from . import _ops, functional, special
 from .bank import FeatureBank
 from .collate import MixupCollate
 from .hidden import HiddenMixup
+from .losses import mix_cross_entropy
 from .transforms import KernelMixup, Mixup
 
 __version__ = "0.1.0"
@@ -20,6 +21,7 @@ __all__ = [
     "HiddenMixup",
     "FeatureBank",
     "MixupCollate",
+    "mix_cross_entropy",
     "backend_info",
     "__version__",
 ]
