@@ -8,10 +8,14 @@ kernels; a warning says so.
 """
 
 import glob
+import json
 import os
+import shutil
 import warnings
 
 from setuptools import find_packages, setup
+
+BUILD_INFO = os.path.join("kmixup", "_build_info.json")  # read by python -m kmixup.info
 
 try:
     import torch
@@ -67,17 +71,41 @@ if torch is not None:
                     "pure-PyTorch implementation only (slower, same results).",
                     stacklevel=1,
                 )
+                return
+            with open(os.path.join(self.build_lib, BUILD_INFO), "w") as f:
+                json.dump(_build_record(self.extensions[0]), f, indent=1)
 
         def copy_extensions_to_source(self):
             """In-place and editable builds: with no new _C, no _C of an earlier build
             may stay in the tree either (it would be loaded as if just built)."""
-            if not self.failed:
-                return super().copy_extensions_to_source()
             here = os.path.dirname(os.path.abspath(__file__))
+            build_info = os.path.join(here, BUILD_INFO)
+            if not self.failed:
+                super().copy_extensions_to_source()
+                shutil.copyfile(os.path.join(self.build_lib, BUILD_INFO), build_info)
+                return
+            if os.path.exists(build_info):
+                os.remove(build_info)
             for ext in self.extensions:
                 stale = os.path.join(here, self.get_ext_filename(self.get_ext_fullname(ext.name)))
                 if os.path.exists(stale):
                     os.remove(stale)
+
+
+def _build_record(ext) -> dict:
+    """How ``ext`` was built, for ``python -m kmixup.info`` (kmixup/_build_info.json)."""
+    with_cuda = any(source.endswith(".cu") for source in ext.sources)
+    compile_args = ext.extra_compile_args  # with what BuildExtension added
+    return {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if with_cuda else None,
+        "compile_args": {k: v for k, v in compile_args.items()
+                         if k == "cxx" or (with_cuda and k == "nvcc")},
+        "link_args": ext.extra_link_args,
+        "TORCH_CUDA_ARCH_LIST": os.environ.get("TORCH_CUDA_ARCH_LIST"),
+        # The -gencode flags torch adds to nvcc's command line for this build.
+        "cuda_arch_flags": cpp_extension._get_cuda_arch_flags() if with_cuda else [],
+    }
 
 
 ext_modules, cmdclass = _extensions()
