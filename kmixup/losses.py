@@ -12,7 +12,6 @@ from __future__ import annotations
 from numbers import Integral
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from . import _checks as C
@@ -42,8 +41,9 @@ def mix_cross_entropy(
     ``weight`` and ``ignore_index``, as torch defines them). Without ``weight`` and
     ignored positions, this is the soft-target cross-entropy against the dense mixed
     targets of :func:`kmixup.functional.mix_targets` (same ``label_smoothing``), for
-    every reduction, but no ``[B, C]`` target is built: the logits' log-softmax is the
-    only tensor of their size, as with integer-target cross-entropy.
+    every reduction, but no ``[B, C]`` target is built, and nothing of the logits' size
+    is kept between forward and backward (the backward recomputes the softmax; torch's
+    integer-target cross-entropy keeps the log-probabilities).
 
     Segmentation (dense targets): ``logits`` ``[B, C, *spatial]`` and ``target``
     ``[B, *spatial]``; the partner of sample ``i`` is the whole map ``target[perm[i]]``,
@@ -86,8 +86,8 @@ def mix_cross_entropy(
 
     Returns:
         The loss: 0-d, or ``[B, *spatial]`` for ``reduction="none"``; float32 for
-        float16/bfloat16 logits, else the logits' dtype. Differentiable in ``logits``
-        (and in ``coeff`` and ``weight`` if they require grad).
+        float16/bfloat16 logits, else the logits' dtype. Differentiable in ``logits``,
+        twice over (``coeff``, ``weight`` and the targets get no gradient).
 
     Raises:
         TypeError: a non-floating ``logits``/``coeff``/``weight``, non-integer ``target``
@@ -101,42 +101,65 @@ def mix_cross_entropy(
     batch, classes = logits.shape[:2]
     if C.should_validate(validate, logits, target, perm, coeff):
         _check_values(target, perm, coeff, classes, ignore_index)
-    low_precision = logits.dtype in (torch.float16, torch.bfloat16)
-    log_p = F.log_softmax(logits, dim=1, dtype=torch.float32 if low_precision else None)
+    dtype = torch.float32 if logits.dtype in (torch.float16, torch.bfloat16) else logits.dtype
     target = target.long()
     partner = target.index_select(0, perm.long())
-    # coeff [B] against per-position losses [B, *spatial]
-    c = coeff.to(log_p.dtype).reshape(-1, *([1] * (target.dim() - 1)))
-    nll = F.nll_loss(log_p, target, weight, ignore_index=ignore_index, reduction="none")
-    nll_partner = F.nll_loss(log_p, partner, weight, ignore_index=ignore_index, reduction="none")
-    loss = c * nll + (1 - c) * nll_partner
     kept, kept_partner = target != ignore_index, partner != ignore_index
-    if label_smoothing:
-        # The uniform part of both smoothed targets: the same for both sides, where kept.
-        log_p_weighted = log_p if weight is None else log_p * _per_class(weight, log_p)
-        uniform = -log_p_weighted.sum(dim=1) / classes
-        share = c * kept + (1 - c) * kept_partner
-        loss = (1 - label_smoothing) * loss + label_smoothing * uniform * share
+    # Per position, both sides stacked on dim 1: [B, 2, *spatial].
+    c = coeff.detach().to(dtype).reshape(-1, *([1] * (target.dim() - 1)))
+    sides = torch.stack([c, 1 - c], 1)
+    index = torch.stack([torch.where(kept, target, 0), torch.where(kept_partner, partner, 0)], 1)
+    kept_sides = torch.stack([kept, kept_partner], 1)
+    class_weight = None if weight is None else weight.detach().to(dtype)
+    side_weight = sides * (kept_sides if weight is None else class_weight[index] * kept_sides)
+    smooth = label_smoothing / classes * (sides * kept_sides).sum(1)
+    total_weight = classes if weight is None else class_weight.sum()
+    mass = (1 - label_smoothing) * side_weight.sum(1) + smooth * total_weight
+    loss = _MixedCrossEntropy.apply(logits, index, (1 - label_smoothing) * side_weight, mass,
+                                    smooth if label_smoothing else None, class_weight)
     if reduction == "none":
         return loss
     if reduction == "sum":
         return loss.sum()
-    mass = c * _target_weight(target, kept, weight) + (1 - c) * _target_weight(
-        partner, kept_partner, weight
-    )
-    return loss.sum() / mass.sum()
+    return loss.sum() / side_weight.sum()
 
 
-def _per_class(weight: Tensor, log_p: Tensor) -> Tensor:
-    """``weight`` [C] shaped to broadcast over ``log_p`` [B, C, *spatial]."""
-    return weight.to(log_p.dtype).reshape(-1, *([1] * (log_p.dim() - 2)))
+class _MixedCrossEntropy(torch.autograd.Function):
+    """Per position: ``-sum_k pick[k] * log_p[index[k]] - smooth * sum_c w_c log_p[c]``,
+    ``log_p`` the log-softmax of the logits over classes (dim 1) in float32 or float64;
+    ``mass = sum_k pick[k] + smooth * sum_c w_c`` is the total target weight.
 
+    Nothing of the logits' size is kept for the backward, which recomputes the softmax:
+    ``grad * (mass * softmax - scatter(pick) - smooth * w)``, in place in one tensor, or
+    out of place when the backward itself is differentiated (``create_graph=True``).
+    """
 
-def _target_weight(target: Tensor, kept: Tensor, weight: Tensor | None) -> Tensor:
-    """Per position: the class weight of its target, 0 where ignored."""
-    if weight is None:
-        return kept
-    return weight[torch.where(kept, target, 0)] * kept
+    @staticmethod
+    def forward(ctx, logits, index, pick, mass, smooth, weight):
+        # Not saved: freed on return (the backward recomputes the softmax).
+        log_p = torch.log_softmax(logits, dim=1, dtype=mass.dtype)
+        loss = -(pick * log_p.gather(1, index)).sum(1)
+        if smooth is not None:
+            weighted = log_p.sum(1) if weight is None else torch.einsum("bc...,c->b...", log_p,
+                                                                         weight)
+            loss = loss - smooth * weighted
+        ctx.save_for_backward(logits, index, pick, mass, smooth, weight)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad):
+        logits, index, pick, mass, smooth, weight = ctx.saved_tensors
+        inplace = not torch.is_grad_enabled()
+        grad_z = torch.softmax(logits.to(mass.dtype), dim=1)
+        scale, picked = (grad * mass).unsqueeze(1), -grad.unsqueeze(1) * pick
+        grad_z = grad_z.mul_(scale) if inplace else grad_z * scale
+        grad_z = (grad_z.scatter_add_ if inplace else grad_z.scatter_add)(1, index, picked)
+        if smooth is not None:
+            per_class = mass.new_ones(1) if weight is None else weight
+            per_class = per_class.reshape(-1, *[1] * (grad.dim() - 1))
+            uniform = (grad * smooth).unsqueeze(1)
+            grad_z = (grad_z.addcmul_ if inplace else grad_z.addcmul)(uniform, per_class, value=-1)
+        return grad_z.to(logits.dtype), None, None, None, None, None
 
 
 def _check(logits, target, perm, coeff, label_smoothing, reduction, weight, ignore_index):
