@@ -4,8 +4,9 @@
     python -m benchmarks.loss --quick
     python -m benchmarks.loss --save-results   # write into benchmarks/results/
 
-Forward and backward of the loss for logits ``[B, C]`` (float32, leaf tensors requiring
-grad) at C = 10, 1000 and 21843 (ImageNet-21k), label smoothing 0.1, for:
+Forward and backward of the loss for logits ``[B, C]`` (float32, made fresh each step
+from a leaf as a network's last layer makes them, so that what the loss keeps of them
+counts) at C = 10, 1000 and 21843 (ImageNet-21k), label smoothing 0.1, for:
 
 * ``integer CE (no mixing)``: ``F.cross_entropy(logits, y)``, the floor;
 * ``kmixup.mix_cross_entropy``: from ``y``, ``perm`` and ``coeff``;
@@ -17,7 +18,7 @@ grad) at C = 10, 1000 and 21843 (ImageNet-21k), label smoothing 0.1, for:
 Value checks are off in both kmixup calls (``validate=False``), so the compute is timed.
 Timing: interleaved rounds (benchmarks/_harness.py), ratios between minima. Peak memory:
 the most bytes held at once during one forward+backward, above what was held before it
-(the logits' gradient, allocated by every method, included), and the memory held
+(the logits and their gradient, allocated by every method, included), and the memory held
 after the forward: what a loss keeps beside the network's activations until the
 backward (on the loss alone the peak falls in the backward, once the dense targets are
 freed, so it hides their cost). On CUDA they come from ``torch.cuda.memory_allocated``
@@ -56,10 +57,10 @@ MEMORY_SOURCE = {True: "torch.cuda.memory_allocated",
 
 def make_losses(batch: int, classes: int, device: torch.device
                 ) -> tuple[dict[str, Callable[[], torch.Tensor]], Callable[[], None]]:
-    """``(forwards, clear)``: method -> fn() computing the loss (the forward) on fixed
-    logits, and a function that drops the logits' gradient, to call before each step."""
+    """``(forwards, clear)``: method -> fn() computing the loss (the forward) from fixed
+    logits, and a function that drops their gradient, to call before each step."""
     gen = torch.Generator(device=device).manual_seed(classes)
-    logits = torch.randn(batch, classes, device=device, generator=gen).requires_grad_()
+    head = torch.randn(batch, classes, device=device, generator=gen).requires_grad_()
     y = torch.randint(0, classes, (batch,), device=device, generator=gen)
     perm = torch.randperm(batch, device=device, generator=gen)
     coeff = torch.rand(batch, device=device, generator=gen)
@@ -68,15 +69,20 @@ def make_losses(batch: int, classes: int, device: torch.device
     def dense_targets():
         return mix_targets(y, perm, coeff, classes, eps, validate=False)
 
+    def logits():
+        # As a network's last layer: fresh logits each step that only the loss may keep
+        # for the backward (multiplying by a number saves nothing).
+        return head * 1.0
+
     def clear():
-        logits.grad = None
+        head.grad = None
 
     return {
-        FLOOR: lambda: F.cross_entropy(logits, y, label_smoothing=eps),
-        KMIXUP: lambda: kmixup.mix_cross_entropy(logits, y, perm, coeff, eps, validate=False),
-        DENSE: lambda: F.cross_entropy(logits, dense_targets()),
+        FLOOR: lambda: F.cross_entropy(logits(), y, label_smoothing=eps),
+        KMIXUP: lambda: kmixup.mix_cross_entropy(logits(), y, perm, coeff, eps, validate=False),
+        DENSE: lambda: F.cross_entropy(logits(), dense_targets()),
         "dense: mix_targets + SoftTargetCrossEntropy": lambda: torch.sum(
-            -dense_targets() * torch.log_softmax(logits, dim=-1), dim=-1).mean(),
+            -dense_targets() * torch.log_softmax(logits(), dim=-1), dim=-1).mean(),
     }, clear
 
 

@@ -41,9 +41,10 @@ def mix_cross_entropy(
     ``weight`` and ``ignore_index``, as torch defines them). Without ``weight`` and
     ignored positions, this is the soft-target cross-entropy against the dense mixed
     targets of :func:`kmixup.functional.mix_targets` (same ``label_smoothing``), for
-    every reduction, but no ``[B, C]`` target is built, and nothing of the logits' size
-    is kept between forward and backward (the backward recomputes the softmax; torch's
-    integer-target cross-entropy keeps the log-probabilities).
+    every reduction, but no ``[B, C]`` target is built: between forward and backward it
+    keeps the logits and nothing else of their size (the backward recomputes the
+    softmax), as much as torch's integer-target cross-entropy, which keeps the
+    log-probabilities, and half what the dense path keeps.
 
     Segmentation (dense targets): ``logits`` ``[B, C, *spatial]`` and ``target``
     ``[B, *spatial]``; the partner of sample ``i`` is the whole map ``target[perm[i]]``,
@@ -129,9 +130,10 @@ class _MixedCrossEntropy(torch.autograd.Function):
     ``log_p`` the log-softmax of the logits over classes (dim 1) in float32 or float64;
     ``mass = sum_k pick[k] + smooth * sum_c w_c`` is the total target weight.
 
-    Nothing of the logits' size is kept for the backward, which recomputes the softmax:
-    ``grad * (mass * softmax - scatter(pick) - smooth * w)``, in place in one tensor, or
-    out of place when the backward itself is differentiated (``create_graph=True``).
+    Of the logits' size only the logits are kept for the backward, which recomputes the
+    softmax: ``grad * (mass * softmax - scatter(pick) - smooth * w)``, in place in one
+    tensor, or out of place when the backward itself is differentiated
+    (``create_graph=True``).
     """
 
     @staticmethod

@@ -206,13 +206,13 @@ def test_loss_benchmark_times_and_measures_every_method(tmp_path):
     assert set(rows) == {(c, m) for c in (10, 300) for m in methods}
     assert all(r["min_ms"] > 0 and math.isfinite(r["time_vs_dense"]) for r in rows.values())
     assert rows[(300, loss.DENSE)]["time_vs_dense"] == 1
-    # The replayed allocations: at least the logits' gradient at the peak; between forward
-    # and backward the dense path holds targets and log-probabilities [B, C], kmixup's
-    # loss only a few [B] tensors.
+    # The replayed allocations: at least the logits and their gradient at the peak;
+    # between forward and backward the dense path holds targets and log-probabilities
+    # [B, C], kmixup's loss the logits and a few [B] tensors.
     logits_mib = 16 * 300 * 4 / 2**20
-    assert all(r["peak_mib"] >= logits_mib for c, r in rows.items() if c[0] == 300)
+    assert all(r["peak_mib"] >= 2 * logits_mib for c, r in rows.items() if c[0] == 300)
     assert rows[(300, loss.DENSE)]["held_after_forward_mib"] >= 2 * logits_mib
-    assert rows[(300, loss.KMIXUP)]["held_after_forward_mib"] < 0.5 * logits_mib
+    assert rows[(300, loss.KMIXUP)]["held_after_forward_mib"] < 1.5 * logits_mib
     assert rows[(300, loss.KMIXUP)]["peak_mib"] < rows[(300, loss.DENSE)]["peak_mib"]
     assert result["machine"]["cpu"] and result["threads"] == [1]
     assert "kmixup.mix_cross_entropy" in (tmp_path / "loss_cpu_quick.md").read_text()
