@@ -80,6 +80,7 @@ class Info:
     gpus: list[str]
     backends: dict[str, str]
     extension: str
+    cuda_kernels: bool  # whether the loaded extension registered CUDA kernels
     build: dict | None
     cuda_arches: dict
     checks: list[Check]
@@ -109,6 +110,7 @@ def collect(self_check: bool = True, timing: bool = True) -> Info:
         gpus=gpus,
         backends=kmixup.backend_info(),
         extension=_extension(),
+        cuda_kernels=_ops.has_compiled_kernel("cuda"),
         build=build,
         cuda_arches=_cuda_arches(build),
         checks=[c for d in devices for c in self_checks(d)] if self_check else [],
@@ -281,7 +283,8 @@ def _format(info: Info) -> str:
              f"Python {info.python}, {info.platform}",
              f"torch {info.torch}, CUDA {info.torch_cuda or 'none (CPU build)'}; "
              f"GPUs: {', '.join(info.gpus) or 'none visible'}",
-             f"extension kmixup._C: {info.extension}"]
+             f"extension kmixup._C: {info.extension}; CUDA kernels: "
+             f"{'compiled in' if info.cuda_kernels else 'none'}"]
     if info.build:
         flags = "; ".join(f"{k} {' '.join(v)}" for k, v in info.build["compile_args"].items())
         lines.append(f"  build record: built against torch {info.build['torch']} (CUDA "

@@ -22,6 +22,7 @@ def test_report_lists_environment_every_op_and_a_timing_line(capsys):
     text = capsys.readouterr().out
     assert f"torch {torch.__version__}" in text and "backends: cpu: " in text
     assert "CUDA architectures: torch:" in text
+    assert f"CUDA kernels: {'compiled in' if _ops.has_compiled_kernel('cuda') else 'none'}" in text
     checks = parse_checks(text)
     assert {op for _, device, op, *_ in checks if device == "cpu"} == set(_ops.SCHEMAS)
     assert all(status == "PASS" and float(diff) <= float(tol)
