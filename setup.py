@@ -14,10 +14,14 @@ commands (sdist, egg_info, dist_info) need no torch.
 """
 
 import glob
+import json
 import os
+import shutil
 
 from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
+
+BUILD_INFO = os.path.join("kmixup", "_build_info.json")  # read by python -m kmixup.info
 
 try:
     import torch
@@ -101,6 +105,31 @@ if torch is not None:
                 super().build_extensions()
             except Exception as err:  # compiler missing or failing, headers missing, ...
                 raise SystemExit(_compile_failed(err)) from err
+            with open(os.path.join(self.build_lib, BUILD_INFO), "w") as f:
+                json.dump(_build_record(self.extensions[0]), f, indent=1)
+
+        def copy_extensions_to_source(self):
+            """In-place and editable builds: the build record goes beside the new _C."""
+            super().copy_extensions_to_source()
+            here = os.path.dirname(os.path.abspath(__file__))
+            shutil.copyfile(os.path.join(self.build_lib, BUILD_INFO),
+                            os.path.join(here, BUILD_INFO))
+
+
+def _build_record(ext) -> dict:
+    """How ``ext`` was built, for ``python -m kmixup.info`` (kmixup/_build_info.json)."""
+    with_cuda = any(source.endswith(".cu") for source in ext.sources)
+    compile_args = ext.extra_compile_args  # with what BuildExtension added
+    return {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if with_cuda else None,
+        "compile_args": {k: v for k, v in compile_args.items()
+                         if k == "cxx" or (with_cuda and k == "nvcc")},
+        "link_args": ext.extra_link_args,
+        "TORCH_CUDA_ARCH_LIST": os.environ.get("TORCH_CUDA_ARCH_LIST"),
+        # The -gencode flags torch adds to nvcc's command line for this build.
+        "cuda_arch_flags": cpp_extension._get_cuda_arch_flags() if with_cuda else [],
+    }
 
 
 ext_modules, cmdclass = _extensions()

@@ -8,6 +8,7 @@ from . import _ops, functional, special
 from .bank import FeatureBank
 from .collate import MixupCollate
 from .hidden import HiddenMixup
+from .losses import mix_cross_entropy
 from .transforms import KernelMixup, Mixup, TimmMixup
 from .v2 import TorchvisionMixup
 
@@ -23,6 +24,7 @@ __all__ = [
     "HiddenMixup",
     "FeatureBank",
     "MixupCollate",
+    "mix_cross_entropy",
     "backend_info",
     "__version__",
 ]

@@ -47,6 +47,20 @@ class KernelMixup:
       ``target_tau_max`` is set, their coefficients come from the distance between the
       labels themselves (as in the paper's regression setup), with ``target_tau_max`` and
       ``target_tau_std`` (default ``tau_std``); otherwise the input coefficients are used.
+      This matters only when the input similarity is not the labels' own: with
+      ``feats=y`` and the same kernel for both, the target coefficients equal the input
+      ones, so the target settings change nothing.
+
+    How ``tau_max`` and ``tau_std`` act (the same way under both warps): a pair at the
+    batch's mean distance gets ``tau = tau_max``, closer pairs more, farther pairs less
+    (a Gaussian of width ``tau_std`` in normalised squared distance). ``tau = 1`` leaves
+    ``lam`` as drawn (plain mixup), a large ``tau`` pulls the coefficient to 0.5 (an even
+    blend), a small one pushes it to 0 or 1 (no mixing). So ``tau_max`` well below 1
+    switches mixing off for nearly every pair (at ``lam = 0.25``, ``tau = 0.1`` gives
+    ``k = 0.009`` under ``beta_cdf``, 0.0008 under ``inverse_beta_cdf``; ``tau = 1e-4``
+    gives 0 under both), and ``tau_max`` above 1 blends more evenly than plain mixup.
+    The inverse warp pushes harder towards 0 and 1 for ``tau < 1``. Picture:
+    ``docs/kernel_warps.png``.
 
     After each call, ``last_perm``, ``last_lam``, ``last_coeff`` (input coefficients) and
     ``last_target_coeff`` hold what was drawn and used, so other tensors can be mixed the
@@ -67,7 +81,8 @@ class KernelMixup:
         mode: ``"elem"`` (a coefficient per sample) or ``"batch"`` (one per batch).
         label_smoothing: In [0, 1), applied to class-index targets.
         target_tau_max: Regression only: amplitude of the label-space kernel, > 0.
-        target_tau_std: Regression only: width of the label-space kernel, > 0.
+        target_tau_std: Regression only: width of the label-space kernel, > 0 (default
+            ``tau_std``); only with ``target_tau_max``.
         generator: Optional ``torch.Generator`` on the inputs' device.
         dominant_anchor: Draw ``lam`` as ``max(lam, 1 - lam)`` (as MixMatch does), so
             that sample ``i`` always has weight >= 0.5 in mixed row ``i`` (both warps
@@ -128,6 +143,9 @@ class KernelMixup:
                 raise ValueError("target_tau_max is for regression targets (num_classes=None)")
         if target_tau_std is not None:
             C.check_positive(target_tau_std, "target_tau_std")
+            if target_tau_max is None:
+                raise ValueError("target_tau_std needs target_tau_max (it is the width of "
+                                 "the label-space kernel that target_tau_max turns on)")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator, got {type(generator)}")
         C.check_process_group(process_group)
@@ -139,7 +157,7 @@ class KernelMixup:
         self.mode = mode
         self.label_smoothing = label_smoothing
         self.target_tau_max = target_tau_max
-        self.target_tau_std = target_tau_std if target_tau_std is not None else tau_std
+        self.target_tau_std = target_tau_std or (None if target_tau_max is None else tau_std)
         self.generator = generator
         self.dominant_anchor = bool(dominant_anchor)
         self.global_mean = bool(global_mean)

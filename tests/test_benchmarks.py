@@ -11,7 +11,7 @@ import torch
 
 import kmixup
 from benchmarks import _harness as H
-from benchmarks import coefficients, throughput, train_step
+from benchmarks import coefficients, loss, throughput, train_step
 
 TINY = ["--rounds", "3", "--min-rounds", "2", "--budget", "0", "--warmup", "1"]
 
@@ -195,3 +195,25 @@ def test_train_step_benchmark_reports_every_method(tmp_path):
     assert all(math.isfinite(r["overhead_vs_no_mixup"]) for r in result["rows"])
     assert result["machine"]["cpu"] and result["threads"] == [1]
     assert (tmp_path / "train_step_cpu_quick.png").stat().st_size > 0
+
+
+def test_loss_benchmark_times_and_measures_every_method(tmp_path):
+    loss.main(["--quick", "--batch", "16", "--classes", "10", "300", "--devices", "cpu",
+               "--threads", "1", "--out", str(tmp_path), *TINY])
+    result = json.loads((tmp_path / "loss_cpu_quick.json").read_text())
+    rows = {(r["classes"], r["method"]): r for r in result["rows"]}
+    methods = {loss.FLOOR, loss.KMIXUP, loss.DENSE, "dense: mix_targets + SoftTargetCrossEntropy"}
+    assert set(rows) == {(c, m) for c in (10, 300) for m in methods}
+    assert all(r["min_ms"] > 0 and math.isfinite(r["time_vs_dense"]) for r in rows.values())
+    assert rows[(300, loss.DENSE)]["time_vs_dense"] == 1
+    # The replayed allocations: at least the logits and their gradient at the peak;
+    # between forward and backward the dense path holds targets and log-probabilities
+    # [B, C], kmixup's loss the logits and a few [B] tensors.
+    logits_mib = 16 * 300 * 4 / 2**20
+    assert all(r["peak_mib"] >= 2 * logits_mib for c, r in rows.items() if c[0] == 300)
+    assert rows[(300, loss.DENSE)]["held_after_forward_mib"] >= 2 * logits_mib
+    assert rows[(300, loss.KMIXUP)]["held_after_forward_mib"] < 1.5 * logits_mib
+    assert rows[(300, loss.KMIXUP)]["peak_mib"] < rows[(300, loss.DENSE)]["peak_mib"]
+    assert result["machine"]["cpu"] and result["threads"] == [1]
+    assert "kmixup.mix_cross_entropy" in (tmp_path / "loss_cpu_quick.md").read_text()
+    assert (tmp_path / "loss_cpu_quick.png").stat().st_size > 0
