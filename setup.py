@@ -8,6 +8,7 @@ kernels; a warning says so.
 """
 
 import glob
+import importlib.machinery
 import os
 import warnings
 
@@ -20,19 +21,27 @@ except ImportError:  # metadata-only calls (e.g. sdist) need no torch
     torch = None
 
 
+# The oldest torch the extension loads under, as TORCH_TARGET_VERSION encodes it (major
+# and minor in the top two bytes); kmixup/_ops.py (_STABLE_ABI_TORCH) says the same. 2.13
+# is where the stable ABI has all it uses: Stream::nativeHandle (the CUDA current stream)
+# and the messages of errors raised inside torch.
+TORCH_TARGET_VERSION = "0x020d000000000000"
+
+
 def _extensions():
     if torch is None or os.environ.get("KMIXUP_DISABLE_EXTENSION") == "1":
-        return [], {}
+        return [], {}, {}
     with_cuda = os.environ.get("FORCE_CUDA") == "1" or (
         torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None
     )
     sources = ["csrc/kmixup.cpp", *sorted(glob.glob("csrc/cpu/*.cpp"))]
-    # at::parallel_for is header code: without OpenMP it would run on one thread.
-    cxx_flags = ["-O3", "-fopenmp"]
+    # Only the LibTorch stable ABI, from this torch on: one build serves every later torch.
+    cxx_flags = ["-O3", f"-DTORCH_TARGET_VERSION={TORCH_TARGET_VERSION}"]
     if with_cuda:
         sources += sorted(glob.glob("csrc/cuda/*.cpp") + glob.glob("csrc/cuda/*.cu"))
         extension = cpp_extension.CUDAExtension
-        flags = {"cxx": cxx_flags, "nvcc": ["-O3", "-std=c++17"]}
+        # USE_CUDA: the stable ABI's CUDA error check (STD_CUDA_CHECK) is declared under it.
+        flags = {"cxx": [*cxx_flags, "-DUSE_CUDA"], "nvcc": ["-O3", "-std=c++17"]}
     else:
         extension = cpp_extension.CppExtension
         flags = {"cxx": cxx_flags}
@@ -42,10 +51,12 @@ def _extensions():
         sources,
         include_dirs=[os.path.join(here, "csrc")],
         extra_compile_args=flags,
-        extra_link_args=["-fopenmp"],
-        py_limited_api=False,
+        # The limited Python API (torch defines Py_LIMITED_API as CPython 3.10's): one
+        # abi3 wheel for every CPython from 3.10 on.
+        py_limited_api=True,
     )
-    return [ext], {"build_ext": _OptionalBuild.with_options(use_ninja=True)}
+    cmdclass = {"build_ext": _OptionalBuild.with_options(use_ninja=True)}
+    return [ext], cmdclass, {"bdist_wheel": {"py_limited_api": "cp310"}}
 
 
 if torch is not None:
@@ -69,21 +80,26 @@ if torch is not None:
                 )
 
         def copy_extensions_to_source(self):
-            """In-place and editable builds: with no new _C, no _C of an earlier build
-            may stay in the tree either (it would be loaded as if just built)."""
-            if not self.failed:
-                return super().copy_extensions_to_source()
+            """In-place and editable builds: no _C of an earlier build may stay in the tree
+            beside the new one, or instead of it when there is none: it would be loaded as
+            if just built (a `_C.cpython-3XX-*.so` even before a new `_C.abi3.so`)."""
             here = os.path.dirname(os.path.abspath(__file__))
             for ext in self.extensions:
-                stale = os.path.join(here, self.get_ext_filename(self.get_ext_fullname(ext.name)))
-                if os.path.exists(stale):
-                    os.remove(stale)
+                built = os.path.join(here, self.get_ext_filename(self.get_ext_fullname(ext.name)))
+                base = os.path.join(here, *ext.name.split("."))
+                for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+                    stale = base + suffix
+                    if os.path.exists(stale) and (self.failed or stale != built):
+                        os.remove(stale)
+            if not self.failed:
+                super().copy_extensions_to_source()
 
 
-ext_modules, cmdclass = _extensions()
+ext_modules, cmdclass, options = _extensions()
 
 setup(
     packages=find_packages(include=["kmixup*"]),
     ext_modules=ext_modules,
     cmdclass=cmdclass,
+    options=options,
 )
