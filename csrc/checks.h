@@ -207,10 +207,19 @@ inline MemoryFormat row_memory_format(const Tensor& x) {
   return MemoryFormat::Contiguous;
 }
 
-// x with each sample a dense block (a copy only when x is in neither format).
-inline Tensor row_dense(const Tensor& x) {
-  return torch::stable::contiguous(x, row_memory_format(x));
+// t dense in `format`, and t dense (contiguous) of `dtype`: t itself when it already is.
+// Unlike their at::Tensor twins, the stable ops always go through the dispatcher (about a
+// microsecond each), even when they have nothing to do.
+inline Tensor contiguous_in(const Tensor& t, MemoryFormat format = MemoryFormat::Contiguous) {
+  return is_contiguous_in(t, format) ? t : torch::stable::contiguous(t, format);
 }
+
+inline Tensor contiguous_as(const Tensor& t, ScalarType dtype) {
+  return contiguous_in(t.scalar_type() == dtype ? t : torch::stable::to(t, dtype));
+}
+
+// x with each sample a dense block (a copy only when x is in neither format).
+inline Tensor row_dense(const Tensor& x) { return contiguous_in(x, row_memory_format(x)); }
 
 // An uninitialised tensor of x's shape and device, row-dense in x's layout.
 inline Tensor empty_rows(const Tensor& x, ScalarType dtype) {

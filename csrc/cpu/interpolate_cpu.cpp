@@ -13,7 +13,7 @@ namespace {
 Tensor interpolate_cpu(const Tensor& x, const Tensor& perm, const Tensor& coeff) {
   check_batch_and_perm(x, "x", perm);
   check_coefficients(coeff, "coeff", x);
-  const Tensor perm_c = torch::stable::contiguous(perm);
+  const Tensor perm_c = contiguous_in(perm);
   check_perm_range(perm_c.const_data_ptr<int64_t>(), x.size(0));
   const Tensor rows = row_dense(x);
   Tensor out = empty_rows_like(rows);
@@ -27,7 +27,7 @@ Tensor interpolate_cpu(const Tensor& x, const Tensor& perm, const Tensor& coeff)
 Tensor interpolate_backward_cpu(const Tensor& grad, const Tensor& perm, const Tensor& coeff) {
   check_batch_and_perm(grad, "grad", perm);
   check_coefficients(coeff, "coeff", grad);
-  const Tensor perm_c = torch::stable::contiguous(perm);
+  const Tensor perm_c = contiguous_in(perm);
   const int64_t batch = grad.size(0);
   const int64_t* partner = perm_c.const_data_ptr<int64_t>();
   check_perm_range(partner, batch);

@@ -34,7 +34,7 @@ std::vector<double> sq_dists(const Tensor& f, const int64_t* partner) {
 Tensor pair_sq_dist_cpu(const Tensor& f, const Tensor& perm) {
   check_batch_and_perm(f, "f", perm);
   const auto dtype = acc_dtype(f);
-  const Tensor perm_c = torch::stable::contiguous(perm);
+  const Tensor perm_c = contiguous_in(perm);
   check_perm_range(perm_c.const_data_ptr<int64_t>(), f.size(0));
   const auto dist = sq_dists(row_dense(f), perm_c.const_data_ptr<int64_t>());
   Tensor out = empty_vector(f.size(0), dtype, f);
@@ -52,10 +52,10 @@ Tensor kernel_mix_into(const Tensor& x, const Tensor& perm, const Tensor& lam,
                        std::string_view warping_name, const Tensor& out) {
   const int warping = check_kernel_mix(x, perm, lam, feats, warping_name);
   const int64_t batch = x.size(0);
-  const Tensor perm_c = torch::stable::contiguous(perm);
+  const Tensor perm_c = contiguous_in(perm);
   const int64_t* partner = perm_c.const_data_ptr<int64_t>();
   check_perm_range(partner, batch);
-  const Tensor lam64 = torch::stable::contiguous(torch::stable::to(lam, ScalarType::Double));
+  const Tensor lam64 = contiguous_as(lam, ScalarType::Double);
   const double* lam_data = lam64.const_data_ptr<double>();
 
   std::vector<double> dist(batch, 0.0);

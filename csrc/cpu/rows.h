@@ -348,7 +348,7 @@ inline void mix_batch(const Tensor& x_rows, const int64_t* other, const Tensor& 
   }
   KMIXUP_DISPATCH_FLOATING(x_rows.scalar_type(), "kmixup_mix_batch", [&] {
     using weight_t = acc_t<scalar_t>;
-    const Tensor k_t = torch::stable::contiguous(torch::stable::to(coeff, acc_dtype(x_rows)));
+    const Tensor k_t = contiguous_as(coeff, acc_dtype(x_rows));
     const weight_t* k = k_t.const_data_ptr<weight_t>();
     const scalar_t* src = x_rows.const_data_ptr<scalar_t>();
     scalar_t* dst = out.mutable_data_ptr<scalar_t>();

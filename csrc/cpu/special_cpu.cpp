@@ -9,8 +9,7 @@ namespace {
 template <double (*Fn)(double, double, double)>
 Tensor elementwise(const Tensor& a, const Tensor& b, const Tensor& t, const char* t_name) {
   check_elementwise(a, b, t, t_name);
-  const Tensor a_c = torch::stable::contiguous(a), b_c = torch::stable::contiguous(b),
-               t_c = torch::stable::contiguous(t);
+  const Tensor a_c = contiguous_in(a), b_c = contiguous_in(b), t_c = contiguous_in(t);
   Tensor out = torch::stable::empty_like(t_c);
   KMIXUP_DISPATCH_FLOAT_DOUBLE(t.scalar_type(), "kmixup_special", [&] {
     const scalar_t* pa = a_c.const_data_ptr<scalar_t>();

@@ -74,7 +74,7 @@ Tensor pair_sq_dist_cuda(const Tensor& f, const Tensor& perm) {
   const DType dtype = dtype_of(f, "f");
   const torch::stable::accelerator::DeviceGuard guard(f.get_device_index());
   const Tensor rows = row_dense(f);
-  const Tensor perm_c = torch::stable::contiguous(perm);
+  const Tensor perm_c = contiguous_in(perm);
   const int64_t batch = f.size(0), row = row_length(rows);
   Tensor out = empty_vector(batch, acc_dtype(f), f);
   if (batch == 0) return out;
@@ -105,7 +105,7 @@ Tensor kernel_mix_into(const Tensor& x, const Tensor& perm, const Tensor& lam,
                           feats.scalar_type() == x.scalar_type() && same_shape(feats, x) &&
                           same_strides(feats, x);
   const Tensor f_rows = warping == kNone ? feats : feats_is_x ? x_rows : row_dense(feats);
-  const Tensor perm_c = torch::stable::contiguous(perm);
+  const Tensor perm_c = contiguous_in(perm);
   Tensor coeff = empty_vector(batch, acc_dtype(x), x);
   if (batch == 0) return coeff;
   const int64_t f_row = row_length(f_rows);
@@ -169,7 +169,7 @@ Tensor mix_rows(const Tensor& x, const char* x_name, const Tensor& perm, const T
   const DType dtype = dtype_of(x, x_name);
   const torch::stable::accelerator::DeviceGuard guard(x.get_device_index());
   const Tensor rows = row_dense(x);
-  const Tensor perm_c = torch::stable::contiguous(perm);
+  const Tensor perm_c = contiguous_in(perm);
   check_rows_fit(x.size(0), row_length(rows), dtype, x_name);
   Tensor out = torch::stable::empty_like(rows);
   const InterpolateArgs args{rows.const_data_ptr(), dtype,        x.size(0),
@@ -197,8 +197,7 @@ Tensor special(const Tensor& a, const Tensor& b, const Tensor& t, const char* t_
   check_elementwise(a, b, t, t_name);
   check_cuda(t, t_name);
   const torch::stable::accelerator::DeviceGuard guard(t.get_device_index());
-  const Tensor a_c = torch::stable::contiguous(a), b_c = torch::stable::contiguous(b),
-               t_c = torch::stable::contiguous(t);
+  const Tensor a_c = contiguous_in(a), b_c = contiguous_in(b), t_c = contiguous_in(t);
   Tensor out = torch::stable::empty_like(t_c);
   if (out.numel() == 0) return out;
   STD_CUDA_CHECK(Launch({a_c.const_data_ptr(), b_c.const_data_ptr(), t_c.const_data_ptr(),
