@@ -22,7 +22,7 @@ except ImportError:  # metadata-only calls (e.g. sdist) need no torch
 
 
 # The oldest torch the extension loads under, as TORCH_TARGET_VERSION encodes it (major
-# and minor in the top two bytes); kmixup/_ops.py (_STABLE_ABI_TORCH) says the same. 2.13
+# and minor in the top two bytes); kmixup/_ops.py (STABLE_ABI_TORCH) says the same. 2.13
 # is where the stable ABI has all it uses: Stream::nativeHandle (the CUDA current stream)
 # and the messages of errors raised inside torch.
 TORCH_TARGET_VERSION = "0x020d000000000000"
@@ -30,7 +30,7 @@ TORCH_TARGET_VERSION = "0x020d000000000000"
 
 def _extensions():
     if torch is None or os.environ.get("KMIXUP_DISABLE_EXTENSION") == "1":
-        return [], {}, {}
+        return [], {}
     with_cuda = os.environ.get("FORCE_CUDA") == "1" or (
         torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None
     )
@@ -51,12 +51,10 @@ def _extensions():
         sources,
         include_dirs=[os.path.join(here, "csrc")],
         extra_compile_args=flags,
-        # The limited Python API (torch defines Py_LIMITED_API as CPython 3.10's): one
-        # abi3 wheel for every CPython from 3.10 on.
+        # The limited Python API (torch defines Py_LIMITED_API as CPython 3.10's).
         py_limited_api=True,
     )
-    cmdclass = {"build_ext": _OptionalBuild.with_options(use_ninja=True)}
-    return [ext], cmdclass, {"bdist_wheel": {"py_limited_api": "cp310"}}
+    return [ext], {"build_ext": _OptionalBuild.with_options(use_ninja=True)}
 
 
 if torch is not None:
@@ -95,11 +93,12 @@ if torch is not None:
                 super().copy_extensions_to_source()
 
 
-ext_modules, cmdclass, options = _extensions()
+ext_modules, cmdclass = _extensions()
 
 setup(
     packages=find_packages(include=["kmixup*"]),
     ext_modules=ext_modules,
     cmdclass=cmdclass,
-    options=options,
+    # A wheel with the extension is tagged abi3: it serves every CPython from 3.10 on.
+    options={"bdist_wheel": {"py_limited_api": "cp310"}} if ext_modules else {},
 )
