@@ -52,7 +52,8 @@ cp "${built[0]}" "$tmp/src/kmixup/"
 log "the _C built against torch $built_torch, under torch $run_torch"
 # PYTHONPATH: the copy, not .venv-cuda's own editable kmixup, also in tests' subprocesses.
 sha=$(sha256sum <"${built[0]}")
-(cd "$tmp/src" && PYTHONPATH=$tmp/src "$RUN_PY" - "${sha%% *}") <<'EOF' || die "the tree's _C does not serve the ops under torch $run_torch"
+check_loaded() { (cd "$tmp/src" && PYTHONPATH=$tmp/src "$RUN_PY" - "${sha%% *}"); }
+check_loaded <<'EOF' || die "the tree's _C does not serve the ops under torch $run_torch"
 import hashlib
 import os
 import sys

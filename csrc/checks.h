@@ -42,8 +42,8 @@ std::string message(const Args&... args) {
   return out.str();
 }
 
-#define KMIXUP_CHECK_AS(exception, cond, ...)                 \
-  do {                                                        \
+#define KMIXUP_CHECK_AS(exception, cond, ...)                    \
+  do {                                                           \
     if (!(cond)) throw exception(::kmixup::message(__VA_ARGS__)); \
   } while (false)
 #define KMIXUP_CHECK(cond, ...) KMIXUP_CHECK_AS(std::runtime_error, cond, __VA_ARGS__)
@@ -52,18 +52,18 @@ std::string message(const Args&... args) {
 #define KMIXUP_CHECK_TYPE(cond, ...) \
   KMIXUP_CHECK_AS(std::runtime_error, cond, ::kmixup::kTypeErrorPrefix, __VA_ARGS__)
 
-// scalar_t bound to each floating type the kernels take: float and double, and with
-// _AND_HALF also float16 and bfloat16.
-#define KMIXUP_DISPATCH_FLOAT_DOUBLE(TYPE, NAME, ...)                          \
-  THO_DISPATCH_SWITCH(TYPE, NAME,                                              \
-                      THO_DISPATCH_CASE(::kmixup::ScalarType::Float, __VA_ARGS__) \
-                          THO_DISPATCH_CASE(::kmixup::ScalarType::Double, __VA_ARGS__))
-#define KMIXUP_DISPATCH_FLOATING(TYPE, NAME, ...)                                  \
-  THO_DISPATCH_SWITCH(TYPE, NAME,                                                  \
-                      THO_DISPATCH_CASE(::kmixup::ScalarType::Float, __VA_ARGS__)     \
-                          THO_DISPATCH_CASE(::kmixup::ScalarType::Double, __VA_ARGS__) \
-                              THO_DISPATCH_CASE(::kmixup::ScalarType::Half, __VA_ARGS__) \
-                                  THO_DISPATCH_CASE(::kmixup::ScalarType::BFloat16, __VA_ARGS__))
+// Runs the lambda with scalar_t bound to the dtype's C++ type: float or double
+// (FLOAT_DOUBLE), or also c10::Half and c10::BFloat16 (FLOATING).
+#define KMIXUP_DISPATCH_FLOAT_DOUBLE(TYPE, NAME, ...)                     \
+  THO_DISPATCH_SWITCH(TYPE, NAME,                                         \
+                      THO_DISPATCH_CASE(::kmixup::ScalarType::Float, __VA_ARGS__)  \
+                      THO_DISPATCH_CASE(::kmixup::ScalarType::Double, __VA_ARGS__))
+#define KMIXUP_DISPATCH_FLOATING(TYPE, NAME, ...)                         \
+  THO_DISPATCH_SWITCH(TYPE, NAME,                                         \
+                      THO_DISPATCH_CASE(::kmixup::ScalarType::Float, __VA_ARGS__)  \
+                      THO_DISPATCH_CASE(::kmixup::ScalarType::Double, __VA_ARGS__) \
+                      THO_DISPATCH_CASE(::kmixup::ScalarType::Half, __VA_ARGS__)   \
+                      THO_DISPATCH_CASE(::kmixup::ScalarType::BFloat16, __VA_ARGS__))
 
 // For messages: a device as torch prints it ("cpu", "cuda:0") and a shape as "[2, 3]".
 inline std::string device_name(const torch::stable::Device& device) {
