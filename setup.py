@@ -14,6 +14,7 @@ commands (sdist, egg_info, dist_info) need no torch.
 """
 
 import glob
+import importlib.machinery
 import json
 import os
 import shutil
@@ -56,6 +57,13 @@ kmixup: compiling the ops failed: {err}
 """
 
 
+# The oldest torch the extension loads under, as TORCH_TARGET_VERSION encodes it (major
+# and minor in the top two bytes); kmixup/_ops.py (STABLE_ABI_TORCH) says the same. 2.13
+# is where the stable ABI has all it uses: Stream::nativeHandle (the CUDA current stream)
+# and the messages of errors raised inside torch.
+TORCH_TARGET_VERSION = "0x020d000000000000"
+
+
 def _extensions():
     if PURE:
         return [], {}
@@ -67,12 +75,13 @@ def _extensions():
         force_cuda != "0" and torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None
     )
     sources = ["csrc/kmixup.cpp", *sorted(glob.glob("csrc/cpu/*.cpp"))]
-    # at::parallel_for is header code: without OpenMP it would run on one thread.
-    cxx_flags = ["-O3", "-fopenmp"]
+    # Only the LibTorch stable ABI, from this torch on: one build serves every later torch.
+    cxx_flags = ["-O3", f"-DTORCH_TARGET_VERSION={TORCH_TARGET_VERSION}"]
     if with_cuda:
         sources += sorted(glob.glob("csrc/cuda/*.cpp") + glob.glob("csrc/cuda/*.cu"))
         extension = cpp_extension.CUDAExtension
-        flags = {"cxx": cxx_flags, "nvcc": ["-O3", "-std=c++17"]}
+        # USE_CUDA: the stable ABI's CUDA error check (STD_CUDA_CHECK) is declared under it.
+        flags = {"cxx": [*cxx_flags, "-DUSE_CUDA"], "nvcc": ["-O3", "-std=c++17"]}
     else:
         extension = cpp_extension.CppExtension
         flags = {"cxx": cxx_flags}
@@ -82,8 +91,8 @@ def _extensions():
         sources,
         include_dirs=[os.path.join(here, "csrc")],
         extra_compile_args=flags,
-        extra_link_args=["-fopenmp"],
-        py_limited_api=False,
+        # The limited Python API (torch defines Py_LIMITED_API as CPython 3.10's).
+        py_limited_api=True,
     )
     return [ext], {"build_ext": _Build.with_options(use_ninja=True)}
 
@@ -109,9 +118,18 @@ if torch is not None:
                 json.dump(_build_record(self.extensions[0]), f, indent=1)
 
         def copy_extensions_to_source(self):
-            """In-place and editable builds: the build record goes beside the new _C."""
-            super().copy_extensions_to_source()
+            """In-place and editable builds: no _C of an earlier build may stay in the tree
+            beside the new one (a `_C.cpython-3XX-*.so` would be loaded even before a new
+            `_C.abi3.so`); the build record goes beside the new _C."""
             here = os.path.dirname(os.path.abspath(__file__))
+            for ext in self.extensions:
+                built = os.path.join(here, self.get_ext_filename(self.get_ext_fullname(ext.name)))
+                base = os.path.join(here, *ext.name.split("."))
+                for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+                    stale = base + suffix
+                    if os.path.exists(stale) and stale != built:
+                        os.remove(stale)
+            super().copy_extensions_to_source()
             shutil.copyfile(os.path.join(self.build_lib, BUILD_INFO),
                             os.path.join(here, BUILD_INFO))
 
@@ -138,4 +156,6 @@ setup(
     packages=find_packages(include=["kmixup*"]),
     ext_modules=ext_modules,
     cmdclass=cmdclass,
+    # A wheel with the extension is tagged abi3: it serves every CPython from 3.10 on.
+    options={"bdist_wheel": {"py_limited_api": "cp310"}} if ext_modules else {},
 )

@@ -3,8 +3,9 @@
 #  1. every csrc/cuda/*.cu with nvcc for sm_80 and sm_90: fails on a compile error or on any
 #     register spill reported by ptxas in a row kernel (the special-function kernels may
 #     spill a few bytes: reported only); prints the registers of every kernel;
-#  2. csrc/cuda/binding.cpp with `g++ -fsyntax-only` against torch's and CUDA's headers,
-#     when torch imports from $PYTHON (default python3).
+#  2. csrc/cuda/binding.cpp with `g++ -fsyntax-only` against torch's (stable ABI, at
+#     setup.py's TORCH_TARGET_VERSION) and CUDA's headers, when torch imports from $PYTHON
+#     (default python3).
 # Skipped (exit 0) when nvcc is absent. Env: NVCC, PYTHON, CXX, CUDA_HOME.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -84,13 +85,13 @@ if [ -z "$cuda_inc" ]; then
   echo "check_cuda: CUDA headers not found (set CUDA_HOME), binding syntax check skipped"
   exit 0
 fi
-flags=()
+# The binding uses torch's stable ABI only, as far as setup.py's TORCH_TARGET_VERSION has it.
+target=$(sed -n 's/^TORCH_TARGET_VERSION = "\(0x[0-9a-f]*\)"$/\1/p' setup.py)
+[ -n "$target" ] || { echo "check_cuda: FAIL no TORCH_TARGET_VERSION in setup.py"; exit 1; }
+flags=(-DTORCH_TARGET_VERSION="$target" -DUSE_CUDA)  # as setup.py builds it
 while read -r dir; do flags+=(-isystem "$dir"); done <<<"$incs"
-# A CPU-only torch ships c10/cuda without the header its CMake generates: stand in for it.
-mkdir -p "$tmp/shim/c10/cuda/impl"
-echo '#define C10_CUDA_BUILD_SHARED_LIBS' >"$tmp/shim/c10/cuda/impl/cuda_cmake_macros.h"
 if "$CXX" -std=c++17 -fsyntax-only -Wall -Wextra "${flags[@]}" -isystem "$cuda_inc" \
-    -idirafter "$tmp/shim" -Icsrc csrc/cuda/binding.cpp; then
+    -Icsrc csrc/cuda/binding.cpp; then
   echo "check_cuda: csrc/cuda/binding.cpp syntax OK"
 else
   echo "check_cuda: FAIL csrc/cuda/binding.cpp"

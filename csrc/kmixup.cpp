@@ -1,6 +1,8 @@
-// Operator schemas: the one declaration of every kmixup op. Kernels are registered per
-// device in csrc/cpu and csrc/cuda; kmixup/_ops.py adds the fake (meta) functions, the
-// autograd formulas and the pure-PyTorch kernels for devices without a compiled one.
+// Operator schemas of the compiled kernels, in the namespace kmixup_C. Kernels are
+// registered per device in csrc/cpu and csrc/cuda. kmixup/_ops.py declares the public ops,
+// torch.ops.kmixup, with the same schemas, and serves each with the kmixup_C kernel where
+// there is one (turning the kernels' type errors into TypeError, see csrc/checks.h), else
+// with its pure-PyTorch kernel; it also adds the fake (meta) functions and autograd.
 //
 // Contracts shared by every backend (kmixup/functional.py validates user input first):
 //   betainc, betaincinv: a, b and x/y of one shape and one floating dtype; elementwise,
@@ -16,8 +18,10 @@
 //     where coeff is 1 or 0; interpolate_backward is its adjoint in x.
 //   Outputs keep x's memory format (contiguous or channels_last).
 
+// The module is built against the limited Python API (one binary for every CPython) and
+// the LibTorch stable ABI (one binary for every torch from TORCH_TARGET_VERSION on).
 #include <Python.h>
-#include <torch/library.h>
+#include <torch/csrc/stable/library.h>
 
 extern "C" {
 // `import kmixup._C` loads this library, which runs the registrations below.
@@ -27,7 +31,7 @@ PyObject* PyInit__C(void) {
 }
 }
 
-TORCH_LIBRARY(kmixup, m) {
+STABLE_TORCH_LIBRARY(kmixup_C, m) {
   m.def("betainc(Tensor a, Tensor b, Tensor x) -> Tensor");
   m.def("betaincinv(Tensor a, Tensor b, Tensor y) -> Tensor");
   m.def("pair_sq_dist(Tensor f, Tensor perm) -> Tensor");

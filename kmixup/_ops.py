@@ -1,13 +1,18 @@
 """Registration of the ``torch.ops.kmixup`` operators.
 
-The schemas are declared in ``csrc/kmixup.cpp``; loading the compiled extension
-``kmixup._C`` declares them together with its CPU (and CUDA) kernels. Without the
-extension (not built, or ``KMIXUP_PURE=1``) the same schemas are declared
-here from :data:`SCHEMAS` (a test checks the two agree). Either way this module adds:
+The ops are declared here from :data:`SCHEMAS`. The compiled extension ``kmixup._C``
+(built on the LibTorch stable ABI, so one build loads under every torch from
+:data:`STABLE_ABI_TORCH` on) declares the same schemas in the namespace ``kmixup_C``
+(``csrc/kmixup.cpp``; a test checks the two agree) with its CPU (and CUDA) kernels. This
+module adds:
 
+* each compiled kernel as the op's kernel for its device; a type error it reports (a
+  RuntimeError with the prefix :data:`TYPE_ERROR_PREFIX`: the stable ABI passes only C++
+  standard exceptions, and none of them becomes a TypeError) is raised as a TypeError;
 * the pure-PyTorch kernels of :mod:`kmixup._torch_kernels` as the
   ``CompositeExplicitAutograd`` implementation, which serves every device that has no
-  compiled kernel of its own;
+  compiled kernel of its own (all of them when the extension is not built, does not load,
+  or ``KMIXUP_PURE=1``);
 * fake (meta) functions, so the ops trace under ``torch.compile`` and ``FakeTensor``;
 * autograd: ``betainc``, ``betaincinv`` and ``pair_sq_dist`` are not differentiable
   (their outputs never require grad); ``interpolate`` and ``kernel_mix`` are linear in
@@ -26,6 +31,12 @@ import warnings
 import torch
 
 from . import _torch_kernels as K
+
+# The oldest torch whose stable ABI has all that kmixup._C uses (TORCH_TARGET_VERSION in
+# setup.py); under an older one every op runs its pure-PyTorch kernel.
+STABLE_ABI_TORCH = (2, 13)
+# Starts the message of a type error raised by a compiled kernel (csrc/checks.h).
+TYPE_ERROR_PREFIX = "kmixup TypeError: "
 
 SCHEMAS = {
     "betainc": "(Tensor a, Tensor b, Tensor x) -> Tensor",
@@ -46,11 +57,17 @@ def _load_extension() -> str | None:
     """Import ``kmixup._C``; returns why it is not used, or None when it is loaded."""
     if os.environ.get("KMIXUP_PURE") == "1":
         return "KMIXUP_PURE=1"
+    torch_version = tuple(int(v) for v in torch.__version__.split(".")[:2])
     if importlib.util.find_spec("kmixup._C") is None:
         reason = "extension not built"
+    elif torch_version < STABLE_ABI_TORCH:
+        reason = (
+            f"the extension needs torch >= {'.'.join(map(str, STABLE_ABI_TORCH))} (its "
+            f"stable ABI), this is torch {torch.__version__}"
+        )
     else:
         try:
-            importlib.import_module("kmixup._C")  # registers the schemas and kernels
+            importlib.import_module("kmixup._C")  # registers kmixup_C's schemas and kernels
             return None
         except ImportError as err:  # e.g. built against another torch
             reason = f"extension failed to load: {err}"
@@ -61,9 +78,31 @@ def _load_extension() -> str | None:
 EXTENSION_MISSING = _load_extension()
 
 _lib = torch.library.Library("kmixup", "FRAGMENT")
-if EXTENSION_MISSING:
-    for _name, _schema in SCHEMAS.items():
-        _lib.define(_name + _schema)
+for _name, _schema in SCHEMAS.items():
+    _lib.define(_name + _schema)
+
+
+def _with_type_errors(compiled: torch._ops.OpOverload):
+    """The compiled kernel ``compiled``, raising its type errors as TypeError."""
+
+    def kernel(*args, **kwargs):
+        try:
+            return compiled(*args, **kwargs)
+        except RuntimeError as err:
+            message = str(err)
+            if message.startswith(TYPE_ERROR_PREFIX):
+                raise TypeError(message[len(TYPE_ERROR_PREFIX) :]) from None
+            raise
+
+    return kernel
+
+
+if not EXTENSION_MISSING:
+    for _name in SCHEMAS:
+        for _key in ("CPU", "CUDA"):
+            if torch._C._dispatch_has_kernel_for_dispatch_key(f"kmixup_C::{_name}", _key):
+                _compiled = getattr(torch.ops.kmixup_C, _name).default
+                _lib.impl(_name, _with_type_errors(_compiled), _key)
 
 _PURE = {
     "betainc": K.betainc,

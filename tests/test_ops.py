@@ -2,8 +2,10 @@
 scipy oracle, opcheck, autograd, torch.compile, and the extension switch."""
 
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import oracle
@@ -39,6 +41,30 @@ def test_compiled_extension_present_when_expected():
 def test_python_schemas_match_the_compiled_ones():
     for name, schema in _ops.SCHEMAS.items():
         assert str(getattr(ops, name).default._schema) == f"kmixup::{name}{schema}"
+        compiled = getattr(torch.ops.kmixup_C, name).default
+        assert str(compiled._schema) == f"kmixup_C::{name}{schema}"
+
+
+def test_stable_abi_torch_is_the_build_target():
+    setup_py = (Path(__file__).parents[1] / "setup.py").read_text()
+    target = int(re.search(r'^TORCH_TARGET_VERSION = "(0x[0-9a-f]+)"$', setup_py, re.M)[1], 16)
+    assert (target >> 56, target >> 48 & 0xFF) == _ops.STABLE_ABI_TORCH
+
+
+@needs_compiled
+def test_torch_older_than_the_stable_abi_gets_the_pure_kernels_and_the_reason():
+    code = (
+        "import torch; torch.__version__ = '2.12.1';"
+        "import kmixup; print(kmixup.backend_info()['cpu'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "KMIXUP_PURE"}
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code], env=env, capture_output=True,
+        text=True, check=True, timeout=120,
+    ).stdout
+    assert out.strip() == (
+        "pure-pytorch (the extension needs torch >= 2.13 (its stable ABI), this is torch 2.12.1)"
+    )
 
 
 def test_disable_extension_switch_serves_pure_pytorch_with_equal_results():

@@ -1,6 +1,6 @@
 // CPU kernels of interpolate and its adjoint. The backward gathers through the inverse
 // permutation, so every output row is written by one task and nothing accumulates.
-#include <torch/library.h>
+#include <torch/csrc/stable/library.h>
 
 #include <vector>
 
@@ -10,13 +10,13 @@
 namespace kmixup::cpu {
 namespace {
 
-at::Tensor interpolate_cpu(const at::Tensor& x, const at::Tensor& perm, const at::Tensor& coeff) {
+Tensor interpolate_cpu(const Tensor& x, const Tensor& perm, const Tensor& coeff) {
   check_batch_and_perm(x, "x", perm);
   check_coefficients(coeff, "coeff", x);
-  const at::Tensor perm_c = perm.contiguous();
+  const Tensor perm_c = contiguous_in(perm);
   check_perm_range(perm_c.const_data_ptr<int64_t>(), x.size(0));
-  const at::Tensor rows = row_dense(x);
-  at::Tensor out = empty_rows_like(rows);
+  const Tensor rows = row_dense(x);
+  Tensor out = empty_rows_like(rows);
   mix_batch(rows, perm_c.const_data_ptr<int64_t>(), coeff, /*adjoint=*/false, out);
   return out;
 }
@@ -24,32 +24,31 @@ at::Tensor interpolate_cpu(const at::Tensor& x, const at::Tensor& perm, const at
 // grad_x[j] = coeff[j] * grad[j] + (1 - coeff[q]) * grad[q] with q the sample whose partner
 // is j (perm[q] == j). That single q exists only for a permutation: any other index vector
 // is refused here rather than given a wrong gradient.
-at::Tensor interpolate_backward_cpu(const at::Tensor& grad, const at::Tensor& perm,
-                                    const at::Tensor& coeff) {
+Tensor interpolate_backward_cpu(const Tensor& grad, const Tensor& perm, const Tensor& coeff) {
   check_batch_and_perm(grad, "grad", perm);
   check_coefficients(coeff, "coeff", grad);
-  const at::Tensor perm_c = perm.contiguous();
+  const Tensor perm_c = contiguous_in(perm);
   const int64_t batch = grad.size(0);
   const int64_t* partner = perm_c.const_data_ptr<int64_t>();
   check_perm_range(partner, batch);
   std::vector<int64_t> source(batch, -1);
   for (int64_t i = 0; i < batch; ++i) {
-    TORCH_CHECK_VALUE(source[partner[i]] < 0, "kmixup: perm must be a permutation of 0..",
-                      batch - 1, " for the gradient of interpolate/kernel_mix, but ",
-                      partner[i], " appears twice");
+    KMIXUP_CHECK_VALUE(source[partner[i]] < 0, "kmixup: perm must be a permutation of 0..",
+                       batch - 1, " for the gradient of interpolate/kernel_mix, but ",
+                       partner[i], " appears twice");
     source[partner[i]] = i;
   }
-  const at::Tensor rows = row_dense(grad);
-  at::Tensor out = empty_rows_like(rows);
+  const Tensor rows = row_dense(grad);
+  Tensor out = empty_rows_like(rows);
   mix_batch(rows, source.data(), coeff, /*adjoint=*/true, out);
   return out;
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(kmixup, CPU, m) {
-  m.impl("interpolate", &interpolate_cpu);
-  m.impl("interpolate_backward", &interpolate_backward_cpu);
+STABLE_TORCH_LIBRARY_IMPL(kmixup_C, CPU, m) {
+  m.impl("interpolate", TORCH_BOX(&interpolate_cpu));
+  m.impl("interpolate_backward", TORCH_BOX(&interpolate_backward_cpu));
 }
 
 }  // namespace kmixup::cpu

@@ -1,9 +1,9 @@
 // CPU kernels of pair_sq_dist and the fused kernel_mix: one pass over each pair for the
 // distance, B scalar warps, one pass over each pair for the interpolation.
-#include <ATen/Parallel.h>
-#include <torch/library.h>
+#include <torch/csrc/stable/library.h>
 
 #include <cmath>
+#include <string_view>
 #include <tuple>
 #include <vector>
 
@@ -17,7 +17,7 @@ namespace {
 // the accumulation type (float32 for float/half/bfloat16 rows), so a distance beyond its
 // range is inf on every backend and follows the non-finite rule. f must be row-dense and
 // perm's values checked. Pairs are visited in cycle order (rows.h).
-std::vector<double> sq_dists(const at::Tensor& f, const int64_t* partner) {
+std::vector<double> sq_dists(const Tensor& f, const int64_t* partner) {
   const int64_t batch = f.size(0), row = row_length(f);
   std::vector<double> dist(batch);
   KMIXUP_DISPATCH_FLOATING(f.scalar_type(), "kmixup_sq_dists", [&] {
@@ -31,15 +31,15 @@ std::vector<double> sq_dists(const at::Tensor& f, const int64_t* partner) {
   return dist;
 }
 
-at::Tensor pair_sq_dist_cpu(const at::Tensor& f, const at::Tensor& perm) {
+Tensor pair_sq_dist_cpu(const Tensor& f, const Tensor& perm) {
   check_batch_and_perm(f, "f", perm);
   const auto dtype = acc_dtype(f);
-  const at::Tensor perm_c = perm.contiguous();
+  const Tensor perm_c = contiguous_in(perm);
   check_perm_range(perm_c.const_data_ptr<int64_t>(), f.size(0));
   const auto dist = sq_dists(row_dense(f), perm_c.const_data_ptr<int64_t>());
-  at::Tensor out = at::empty({f.size(0)}, f.options().dtype(dtype));
-  AT_DISPATCH_FLOATING_TYPES(dtype, "kmixup_pair_sq_dist", [&] {
-    scalar_t* data = out.data_ptr<scalar_t>();
+  Tensor out = empty_vector(f.size(0), dtype, f);
+  KMIXUP_DISPATCH_FLOAT_DOUBLE(dtype, "kmixup_pair_sq_dist", [&] {
+    scalar_t* data = out.mutable_data_ptr<scalar_t>();
     for (size_t i = 0; i < dist.size(); ++i) data[i] = static_cast<scalar_t>(dist[i]);
   });
   return out;
@@ -47,15 +47,15 @@ at::Tensor pair_sq_dist_cpu(const at::Tensor& f, const at::Tensor& perm) {
 
 // The fused op, writing the mixed batch into out: a row-dense tensor in x's layout, which
 // may be x itself (in place). Returns the coefficients.
-at::Tensor kernel_mix_into(const at::Tensor& x, const at::Tensor& perm, const at::Tensor& lam,
-                           const at::Tensor& feats, double tau_max, double tau_std,
-                           c10::string_view warping_name, const at::Tensor& out) {
-  const int warping = check_kernel_mix(x, perm, lam, feats, std::string(warping_name));
+Tensor kernel_mix_into(const Tensor& x, const Tensor& perm, const Tensor& lam,
+                       const Tensor& feats, double tau_max, double tau_std,
+                       std::string_view warping_name, const Tensor& out) {
+  const int warping = check_kernel_mix(x, perm, lam, feats, warping_name);
   const int64_t batch = x.size(0);
-  const at::Tensor perm_c = perm.contiguous();
+  const Tensor perm_c = contiguous_in(perm);
   const int64_t* partner = perm_c.const_data_ptr<int64_t>();
   check_perm_range(partner, batch);
-  const at::Tensor lam64 = lam.to(at::kDouble).contiguous();
+  const Tensor lam64 = contiguous_as(lam, ScalarType::Double);
   const double* lam_data = lam64.const_data_ptr<double>();
 
   std::vector<double> dist(batch, 0.0);
@@ -73,12 +73,12 @@ at::Tensor kernel_mix_into(const at::Tensor& x, const at::Tensor& perm, const at
     mean = finite > 0 ? mean / finite : 0.0;
   }
   const auto coeff_dtype = acc_dtype(x);
-  at::Tensor coeff = at::empty({batch}, x.options().dtype(coeff_dtype));
-  AT_DISPATCH_FLOATING_TYPES(coeff_dtype, "kmixup_coefficients", [&] {
-    scalar_t* k = coeff.data_ptr<scalar_t>();
+  Tensor coeff = empty_vector(batch, coeff_dtype, x);
+  KMIXUP_DISPATCH_FLOAT_DOUBLE(coeff_dtype, "kmixup_coefficients", [&] {
+    scalar_t* k = coeff.mutable_data_ptr<scalar_t>();
     // A warp costs up to a few microseconds (the inverse runs Newton), so B of them are
     // worth spreading over the threads.
-    at::parallel_for(0, batch, 16, [&](int64_t begin, int64_t end) {
+    torch::stable::parallel_for(0, batch, 16, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         k[i] = static_cast<scalar_t>(
             pair_coefficient(dist[i], mean, lam_data[i], tau_max, tau_std, warping));
@@ -90,37 +90,36 @@ at::Tensor kernel_mix_into(const at::Tensor& x, const at::Tensor& perm, const at
   return coeff;
 }
 
-std::tuple<at::Tensor, at::Tensor> kernel_mix_cpu(const at::Tensor& x, const at::Tensor& perm,
-                                                  const at::Tensor& lam, const at::Tensor& feats,
-                                                  double tau_max, double tau_std,
-                                                  c10::string_view warping) {
+std::tuple<Tensor, Tensor> kernel_mix_cpu(const Tensor& x, const Tensor& perm, const Tensor& lam,
+                                          const Tensor& feats, double tau_max, double tau_std,
+                                          std::string_view warping) {
   check_float(x, "x");
-  at::Tensor mixed = empty_rows_like(x);
-  at::Tensor coeff = kernel_mix_into(x, perm, lam, feats, tau_max, tau_std, warping, mixed);
+  Tensor mixed = empty_rows_like(x);
+  Tensor coeff = kernel_mix_into(x, perm, lam, feats, tau_max, tau_std, warping, mixed);
   return {mixed, coeff};
 }
 
-at::Tensor kernel_mix_out_cpu(const at::Tensor& x, const at::Tensor& perm, const at::Tensor& lam,
-                              const at::Tensor& feats, double tau_max, double tau_std,
-                              c10::string_view warping, at::Tensor& out) {
+Tensor kernel_mix_out_cpu(const Tensor& x, const Tensor& perm, const Tensor& lam,
+                          const Tensor& feats, double tau_max, double tau_std,
+                          std::string_view warping, Tensor& out) {
   check_out(out, x);
   return kernel_mix_into(x, perm, lam, feats, tau_max, tau_std, warping, out);
 }
 
-at::Tensor kernel_mix_inplace_cpu(at::Tensor& x, const at::Tensor& perm, const at::Tensor& lam,
-                                  const at::Tensor& feats, double tau_max, double tau_std,
-                                  c10::string_view warping) {
+Tensor kernel_mix_inplace_cpu(Tensor& x, const Tensor& perm, const Tensor& lam,
+                              const Tensor& feats, double tau_max, double tau_std,
+                              std::string_view warping) {
   check_in_place(x);
   return kernel_mix_into(x, perm, lam, feats, tau_max, tau_std, warping, x);
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(kmixup, CPU, m) {
-  m.impl("pair_sq_dist", &pair_sq_dist_cpu);
-  m.impl("kernel_mix", &kernel_mix_cpu);
-  m.impl("kernel_mix_out", &kernel_mix_out_cpu);
-  m.impl("kernel_mix_", &kernel_mix_inplace_cpu);
+STABLE_TORCH_LIBRARY_IMPL(kmixup_C, CPU, m) {
+  m.impl("pair_sq_dist", TORCH_BOX(&pair_sq_dist_cpu));
+  m.impl("kernel_mix", TORCH_BOX(&kernel_mix_cpu));
+  m.impl("kernel_mix_out", TORCH_BOX(&kernel_mix_out_cpu));
+  m.impl("kernel_mix_", TORCH_BOX(&kernel_mix_inplace_cpu));
 }
 
 }  // namespace kmixup::cpu

@@ -2,9 +2,9 @@
 // Half and bfloat16 are widened to float for the arithmetic, a vector at a time.
 #pragma once
 
-#include <ATen/ATen.h>
-#include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
+#include <torch/csrc/stable/ops.h>
+#include <torch/headeronly/util/BFloat16.h>
+#include <torch/headeronly/util/Half.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -23,10 +23,6 @@
 #endif
 
 #include "checks.h"
-
-// Every row op takes float, double, half and bfloat16.
-#define KMIXUP_DISPATCH_FLOATING(TYPE, NAME, ...) \
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, TYPE, NAME, __VA_ARGS__)
 
 namespace kmixup::cpu {
 
@@ -210,14 +206,14 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // time costs more than the mix itself (154 MB: ~130 ms of faults against ~30 ms of
 // copying). Where transparent huge pages are opt-in, ask for them: 2 MiB pages fault in
 // 512 times less often. Advisory: nothing changes where the kernel declines.
-inline at::Tensor empty_rows_like(const at::Tensor& x) {
-  at::Tensor out = x.is_contiguous(row_memory_format(x))
-                       ? at::empty_like(x)  // keeps x's strides, also for an empty batch
-                       : at::empty(x.sizes(), x.options().memory_format(row_memory_format(x)));
+inline Tensor empty_rows_like(const Tensor& x) {
+  Tensor out = is_contiguous_in(x, row_memory_format(x))
+                   ? torch::stable::empty_like(x)  // keeps x's strides, also for an empty batch
+                   : empty_rows(x, x.scalar_type());
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   constexpr uintptr_t kHuge = uintptr_t{1} << 21;
   const auto begin = reinterpret_cast<uintptr_t>(out.data_ptr());
-  const uintptr_t end = begin + out.nbytes();
+  const uintptr_t end = begin + out.numel() * out.element_size();
   const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1), last = end & ~(kHuge - 1);
   if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
 #endif
@@ -256,7 +252,7 @@ inline void mix_row(const c10::Half* a, float wa, const c10::Half* b, float wb, 
   }
 }
 
-// Rows per at::parallel_for task so that each task moves at least ~64K elements.
+// Rows per parallel_for task so that each task moves at least ~64K elements.
 inline int64_t rows_per_task(int64_t row_len) {
   constexpr int64_t kGrainElements = 1 << 16;
   return std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, row_len));
@@ -307,7 +303,7 @@ inline CycleWalk cycle_walk(const int64_t* other, int64_t batch, int64_t row_len
   }
   // A few tasks per thread balance the load; more would only add rows to copy aside.
   const int64_t tasks = std::min(ceil_div(batch, rows_per_task(row_len)),
-                                 int64_t{4} * at::get_num_threads());
+                                 int64_t{4} * torch::stable::get_num_threads());
   for (int64_t t = 0; t < tasks; ++t) walk.task_begin.push_back(t * batch / tasks);
   walk.task_begin.push_back(batch);
   std::merge(walk.task_begin.begin(), walk.task_begin.end() - 1, cycle_begin.begin(),
@@ -322,13 +318,13 @@ template <typename Body>
 void for_each_pair(const CycleWalk& walk, const int64_t* other, int64_t batch, int64_t row_len,
                    const Body& body) {
   if (!walk.is_permutation) {
-    at::parallel_for(0, batch, rows_per_task(row_len), [&](int64_t begin, int64_t end) {
+    torch::stable::parallel_for(0, batch, rows_per_task(row_len), [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) body(i, other[i]);
     });
     return;
   }
   const int64_t tasks = static_cast<int64_t>(walk.task_begin.size()) - 1;
-  at::parallel_for(0, tasks, 1, [&](int64_t t_begin, int64_t t_end) {
+  torch::stable::parallel_for(0, tasks, 1, [&](int64_t t_begin, int64_t t_end) {
     for (int64_t p = walk.task_begin[t_begin]; p < walk.task_begin[t_end]; ++p) {
       body(walk.order[p], walk.order[walk.next[p]]);
     }
@@ -338,24 +334,24 @@ void for_each_pair(const CycleWalk& walk, const int64_t* other, int64_t batch, i
 // out[i] = k[i] * x[i] + (1 - k[m]) * x[j] for every row of the row-dense x, j = other[i],
 // with k = coeff in acc_t: m = i for the interpolation (other = perm), m = j for its adjoint
 // (other = the inverse permutation). out (row-dense, x's layout) may be x itself.
-inline void mix_batch(const at::Tensor& x_rows, const int64_t* other, const at::Tensor& coeff,
-                      bool adjoint, const at::Tensor& out) {
+inline void mix_batch(const Tensor& x_rows, const int64_t* other, const Tensor& coeff,
+                      bool adjoint, Tensor out) {
   const int64_t batch = x_rows.size(0), row = row_length(x_rows);
   const bool in_place = out.data_ptr() == x_rows.data_ptr();
   const CycleWalk walk = cycle_walk(other, batch, row);
   if (!walk.is_permutation && in_place) {
     // Without cycles there is no safe order: mix into a copy, then write it back.
-    const at::Tensor mixed = at::empty_like(x_rows);
+    const Tensor mixed = torch::stable::empty_like(x_rows);
     mix_batch(x_rows, other, coeff, adjoint, mixed);
-    out.copy_(mixed);
+    torch::stable::copy_(out, mixed);
     return;
   }
   KMIXUP_DISPATCH_FLOATING(x_rows.scalar_type(), "kmixup_mix_batch", [&] {
     using weight_t = acc_t<scalar_t>;
-    const at::Tensor k_t = coeff.to(c10::CppTypeToScalarType<weight_t>::value).contiguous();
+    const Tensor k_t = contiguous_as(coeff, acc_dtype(x_rows));
     const weight_t* k = k_t.const_data_ptr<weight_t>();
     const scalar_t* src = x_rows.const_data_ptr<scalar_t>();
-    scalar_t* dst = out.data_ptr<scalar_t>();
+    scalar_t* dst = out.mutable_data_ptr<scalar_t>();
     const auto mix = [&](int64_t i, const scalar_t* partner_row) {
       const int64_t j = other[i];
       mix_row(src + i * row, k[i], partner_row, weight_t(1) - k[adjoint ? j : i],
@@ -371,14 +367,14 @@ inline void mix_batch(const at::Tensor& x_rows, const int64_t* other, const at::
     std::vector<scalar_t> copies(saved * row);
     std::vector<int64_t> saved_slot(batch, -1);
     for (int64_t slot = 0; slot < saved; ++slot) saved_slot[walk.saved[slot]] = slot;
-    at::parallel_for(0, saved, rows_per_task(row), [&](int64_t begin, int64_t end) {
+    torch::stable::parallel_for(0, saved, rows_per_task(row), [&](int64_t begin, int64_t end) {
       for (int64_t slot = begin; slot < end; ++slot) {
         std::memcpy(copies.data() + slot * row, src + walk.order[walk.saved[slot]] * row,
                     row * sizeof(scalar_t));
       }
     });
     const int64_t tasks = static_cast<int64_t>(walk.task_begin.size()) - 1;
-    at::parallel_for(0, tasks, 1, [&](int64_t t_begin, int64_t t_end) {
+    torch::stable::parallel_for(0, tasks, 1, [&](int64_t t_begin, int64_t t_end) {
       for (int64_t p = walk.task_begin[t_begin]; p < walk.task_begin[t_end]; ++p) {
         const int64_t q = walk.next[p];
         mix(walk.order[p], saved_slot[q] >= 0 ? copies.data() + saved_slot[q] * row
