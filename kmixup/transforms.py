@@ -255,7 +255,8 @@ class KernelMixup:
             return (target, perm, coeff), coeff
         else:
             mixed = _mix_targets(
-                target, perm, coeff, self.num_classes, self.label_smoothing, None, "target"
+                target, perm, coeff, self.num_classes, self.label_smoothing, None, "target",
+                own_draw=True,
             )
             return mixed, coeff
         return (mixed if self.dense_target else (target, perm, target_coeff)), target_coeff
