@@ -105,7 +105,11 @@ EOF
 
 # ---- 3. the test suite, no GPU needed
 MUST_RUN=(
-  "tests/test_examples.py::test_timm_swap_is_drop_in"
+  "tests/test_examples.py::test_timm_swap_is_drop_in[batch]"
+  "tests/test_examples.py::test_timm_swap_is_drop_in[pair]"
+  "tests/test_examples.py::test_timm_swap_is_drop_in[elem]"
+  "tests/test_torchvision_mixup.py::test_tv_tensors_pass_through_as_such_like_v2_mixup"
+  "tests/test_torchvision_mixup.py::test_inside_a_v2_pipeline_on_batches_from_a_loader"
   "tests/test_examples.py::test_lightning_module_fits"
   "tests/test_benchmarks.py::test_throughput_writes_every_method_with_minima_ratios_and_flags"
 )
