@@ -529,6 +529,8 @@ struct Sym<double> {
   static constexpr double kAbsTol = 1e-13;
   static constexpr double kMaxZ = 750.0;  // e^-z underflows beyond
   static constexpr double kLogMin = kLogTiny;
+  static constexpr double kMinNormal = DBL_MIN;
+  static constexpr double kMinTarget = 0.0;
 };
 
 template <>
@@ -540,20 +542,13 @@ struct Sym<float> {
   static constexpr float kAbsTol = 1e-7f;
   static constexpr float kMaxZ = 110.0f;
   static constexpr float kLogMin = -103.0f;  // near log of float's smallest subnormal
+  static constexpr float kMinNormal = FLT_MIN;
+  static constexpr float kMinTarget = 1e-30f;
 };
 
 constexpr int kSymSeriesTerms = 80;
 constexpr int kSymNewtonSteps = 12;
 
-// (1/2)_n and 1 / (1/2)_n, n = 0..8; the even Taylor coefficients of sinhc(w)^(-1/2).
-constexpr double kHalfPoch[9] = {1.0, 0.5, 0.75, 1.875, 6.5625, 29.53125, 162.421875,
-                                 1055.7421875, 7918.06640625};
-constexpr double kInvHalfPoch[9] = {
-    1.0, 2.0, 1.3333333333333333333, 0.53333333333333333333, 0.15238095238095238095,
-    0.033862433862433862434, 0.0061568061568061568062, 0.00094720094720094720095,
-    0.00012629345962679296013};
-constexpr double kSinhcPow[5] = {1.0, -0.083333333333333333333, 0.00625,
-                                 -0.00050429894179894179894, 0.000043437224426807760141};
 constexpr double kInvSqrtPi = 0.56418958354775628695;
 
 // I_x(s, s) for 0 < x <= 1/2, with what Newton needs: the derivative with respect to its
@@ -566,10 +561,20 @@ struct SymCdf {
 // The Gamma regime at r = sqrt z, big = s - 1/4.
 template <typename T>
 KMIXUP_HD SymCdf<T> sym_cdf_gamma(T r, T big) {
+  // (1/2)_n and 1 / (1/2)_n, n = 0..8; the even Taylor coefficients of sinhc(w)^(-1/2).
+  static constexpr double kHalfPoch[9] = {
+      1.0, 0.5, 0.75, 1.875, 6.5625, 29.53125, 162.421875, 1055.7421875, 7918.06640625};
+  static constexpr double kInvHalfPoch[9] = {
+      1.0, 2.0, 1.3333333333333333333, 0.53333333333333333333, 0.15238095238095238095,
+      0.033862433862433862434, 0.0061568061568061568062, 0.00094720094720094720095,
+      0.00012629345962679296013};
+  static constexpr double kSinhcPow[5] = {1.0, -0.083333333333333333333, 0.00625,
+                                          -0.00050429894179894179894,
+                                          0.000043437224426807760141};
   const T z = r * r;
   if (z > Sym<T>::kMaxZ) return {T(0), T(0)};
   const T e = ::exp(-z) * T(kInvSqrtPi);
-  const T w2 = T(1) / (T(4) * big * big);  // (d z / d w)^-2 of w = z / (2 big)
+  const T w2 = T(1) / (T(4) * big * big);  // w^2 = w2 z^2 for w = z / (2 big)
   T power = 1, partial = 0, num = 0, norm = 1, density = 1, scale = 1;
   for (int j = 1; j <= Sym<T>::kTerms; ++j) {
     partial += power * T(kInvHalfPoch[2 * j - 1]);
@@ -586,18 +591,32 @@ KMIXUP_HD SymCdf<T> sym_cdf_gamma(T r, T big) {
   return {T(0.5) * (::erfc(r) + r * e * num / norm), -e * density / norm};
 }
 
+// A point x in (0, 1/2]: the distance of lam (or y) to its nearer end, with d = 1 - 2x and
+// log x. Formed in double from a float64 lam before rounding to T, so that T keeps the
+// relative precision of x near 0 or 1 and of d near 1/2, where the coefficient of a small or
+// large shape depends on it; log x in double too where x is below T's normal range.
+template <typename T>
+struct SymPoint {
+  T x, d, log_x;
+};
+
+template <typename T>
+KMIXUP_HD SymPoint<T> sym_point(double near) {
+  const T x = T(near);
+  return {x, T(1.0 - 2.0 * near), x >= Sym<T>::kMinNormal ? T(::log(x)) : T(::log(near))};
+}
+
 // log u = log(4x(1 - x)), without the cancellation of either form where it would occur.
 template <typename T>
-KMIXUP_HD T sym_log_u(T x) {
-  if (x < T(0.25)) return ::log(T(4) * x) + ::log1p(-x);
-  const T d = T(1) - T(2) * x;
-  return ::log1p(-d * d);
+KMIXUP_HD T sym_log_u(const SymPoint<T>& p) {
+  if (p.x < T(0.25)) return T(2 * kLog2) + p.log_x + ::log1p(-p.x);
+  return ::log1p(-p.d * p.d);
 }
 
 // The series regime; log_sb = log(s B(s, s)).
 template <typename T>
-KMIXUP_HD SymCdf<T> sym_cdf_series(T s, T x, T log_sb) {
-  const T log_x = ::log(x), log_y = ::log1p(-x);
+KMIXUP_HD SymCdf<T> sym_cdf_series(T s, const SymPoint<T>& p, T log_sb) {
+  const T x = p.x, log_x = p.log_x, log_y = ::log1p(-x);
   if (x <= T(0.25)) {
     T term = 1, sum = 1;
     for (int n = 1; n <= kSymSeriesTerms && term > Sym<T>::kEps * sum; ++n) {
@@ -608,7 +627,7 @@ KMIXUP_HD SymCdf<T> sym_cdf_series(T s, T x, T log_sb) {
     const T front = ::exp(s * (log_x + log_y) - log_sb);
     return {front * sum, s * front / (T(1) - x)};
   }
-  const T d = T(1) - T(2) * x, t = d * d;
+  const T d = p.d, t = d * d;
   T term = 1, sum = 1;
   for (int n = 1; n <= kSymSeriesTerms && term > Sym<T>::kEps * sum; ++n) {
     term *= (s + T(n) - T(0.5)) / (T(n) + T(0.5)) * t;
@@ -639,12 +658,12 @@ KMIXUP_HD T sym_log_sb(T s) {
 
 // I_x(s, s) for 0 < s < inf and 0 < x <= 1/2.
 template <typename T>
-KMIXUP_HD T sym_cdf_lower(T s, T x) {
+KMIXUP_HD T sym_cdf_lower(T s, const SymPoint<T>& p) {
   if (s >= Sym<T>::kGammaFrom) {
     const T big = s - T(0.25);
-    return sym_cdf_gamma(::sqrt(-big * sym_log_u(x)), big).value;
+    return sym_cdf_gamma(::sqrt(-big * sym_log_u(p)), big).value;
   }
-  return sym_cdf_series(s, x, sym_log_sb(s)).value;
+  return sym_cdf_series(s, p, sym_log_sb(s)).value;
 }
 
 // I_x(s, s) and d I / d log x for 0 < x <= 1/2, relatively accurate in the lower tail, as
@@ -652,9 +671,9 @@ KMIXUP_HD T sym_cdf_lower(T s, T x) {
 // x series below 1/4 whatever s (the Gamma expansion converges only for z < 2 pi (s - 1/4)),
 // above it as sym_cdf_lower.
 template <typename T>
-KMIXUP_HD SymCdf<T> sym_cdf_log_x(T s, T x, T log_sb) {
-  if (x <= T(0.25) || s < Sym<T>::kGammaFrom) return sym_cdf_series(s, x, log_sb);
-  const T big = s - T(0.25), d = T(1) - T(2) * x, t = d * d;
+KMIXUP_HD SymCdf<T> sym_cdf_log_x(T s, const SymPoint<T>& p, T log_sb) {
+  if (p.x <= T(0.25) || s < Sym<T>::kGammaFrom) return sym_cdf_series(s, p, log_sb);
+  const T x = p.x, big = s - T(0.25), d = p.d, t = d * d;
   const T ell = t > T(0) ? -::log1p(-t) / t : T(1);  // z = big t ell
   const SymCdf<T> f = sym_cdf_gamma(d * ::sqrt(big * ell), big);
   // dr / dx = -2 big (1 - 2x) / (u r) = -2 sqrt(big / ell) / u, finite at x = 1/2.
@@ -662,18 +681,19 @@ KMIXUP_HD SymCdf<T> sym_cdf_log_x(T s, T x, T log_sb) {
   return {f.value, T(-2) * x * f.slope * ::sqrt(big / ell) / u};
 }
 
-// The x in (0, 1/2) with I_x(s, s) = y, for 0 < s < inf and 0 < y < 1/2: Newton on log I
-// against log x, safeguarded by bisection of the bracket it keeps.
+// The x in (0, 1/2) with I_x(s, s) = y, for 0 < s < inf and 0 < y < 1/2 (as target.x and
+// target.log_x): Newton on log I against log x, safeguarded by bisection of the bracket it
+// keeps.
 template <typename T>
-KMIXUP_HD T sym_quantile_lower(T s, T y) {
-  const T log_y = ::log(y), log_sb = sym_log_sb(s);
+KMIXUP_HD T sym_quantile_lower(T s, const SymPoint<T>& target) {
+  const T y = target.x, log_y = target.log_x, log_sb = sym_log_sb(s);
   // The start: the power-law tail x^s / (s B(s, s)) = y where it is deep in the tail (it
   // leaves out (1 - x)^s and the series, 1 + O(s x)); else for large s the erfc term of the
   // Gamma expansion (sqrt z = -ndtri(y) / sqrt 2, x = (1 - sqrt(1 - u)) / 2 with
   // u = exp(-z / (s - 1/4))), for s >= 1 A&S 26.5.22 (the normal approximation in logit
   // space), below that the power law all the same.
   T v = (log_y + log_sb) / s;
-  if (s * ::exp(v) > T(0.1)) {
+  if (s * ::exp(v) > T(0.1) && y >= Sym<T>::kMinNormal) {
     if (s >= Sym<T>::kGammaFrom) {
       const T r = ndtri(y) * T(0.70710678118654752440), w = r * r / (s - T(0.25));
       v = -w - T(kLog2) - ::log1p(::sqrt(-::expm1(-w)));
@@ -687,7 +707,7 @@ KMIXUP_HD T sym_quantile_lower(T s, T y) {
   v = ::isnan(v) ? hi : ::fmin(::fmax(v, lo), hi);
   for (int step = 0; step < kSymNewtonSteps; ++step) {
     const T x = ::exp(v);
-    const SymCdf<T> f = sym_cdf_log_x(s, x, log_sb);
+    const SymCdf<T> f = sym_cdf_log_x(s, SymPoint<T>{x, T(1) - T(2) * x, v}, log_sb);
     const T miss = ::log(f.value) - log_y;  // rises with v; -inf where I underflows
     if ((miss > 0 && v <= lo) || (miss < 0 && v >= hi)) break;
     if (miss > 0) hi = v; else lo = v;
@@ -700,22 +720,31 @@ KMIXUP_HD T sym_quantile_lower(T s, T y) {
   return ::exp(v);
 }
 
-// I_x(s, s) in T, with betainc's limits.
+// I_x(s, s) in T at x = lam, with betainc's limits (lam in double: see SymPoint).
 template <typename T>
-KMIXUP_HD T sym_betainc(T s, T x) {
+KMIXUP_HD T sym_betainc(T s, double lam) {
   double value;
-  if (outside_interior(s, s, x, false, value)) return T(value);
-  if (x == T(0.5)) return x;
-  return x < T(0.5) ? sym_cdf_lower(s, x) : T(1) - sym_cdf_lower(s, T(1) - x);
+  if (outside_interior(s, s, lam, false, value)) return T(value);
+  if (lam == 0.5) return T(0.5);
+  const bool lower = lam < 0.5;
+  const T v = sym_cdf_lower(s, sym_point<T>(lower ? lam : 1.0 - lam));
+  return lower ? v : T(1) - v;
 }
 
-// I^-1(y; s, s) in T, with betaincinv's limits.
+// I^-1(y; s, s) in T, with betaincinv's limits (y in double: see SymPoint).
 template <typename T>
-KMIXUP_HD T sym_betaincinv(T s, T y) {
+KMIXUP_HD T sym_betaincinv(T s, double y) {
   double value;
   if (outside_interior(s, s, y, true, value)) return T(value);
-  if (y == T(0.5)) return y;
-  return y < T(0.5) ? sym_quantile_lower(s, y) : T(1) - sym_quantile_lower(s, T(1) - y);
+  if (y == 0.5) return T(0.5);
+  const bool lower = y < 0.5;
+  const double near = lower ? y : 1.0 - y;
+  // A float64 lam for float data may lie below what I_x in T can represent, though its
+  // quantile is not small (x^s: s = 100, y = 1e-300 gives x ~ 0.1): then in double.
+  const T x = near < Sym<T>::kMinTarget
+                  ? T(sym_quantile_lower(double(s), sym_point<double>(near)))
+                  : sym_quantile_lower(s, sym_point<T>(near));
+  return lower ? x : T(1) - x;
 }
 
 }  // namespace detail
@@ -776,8 +805,8 @@ KMIXUP_HD T pair_coefficient(double sq_dist, double mean_sq_dist, double lam, do
   if (warping == kNone) return T(lam);
   if (!::isfinite(sq_dist)) return T(1);
   const double tau = similarity_tau(sq_dist, mean_sq_dist, tau_max, tau_std);
-  if (warping == kBetaCdf) return detail::sym_betainc(T(1.0 / tau), T(lam));
-  if (warping == kInverseBetaCdf) return detail::sym_betaincinv(T(tau), T(lam));
+  if (warping == kBetaCdf) return detail::sym_betainc(T(1.0 / tau), lam);
+  if (warping == kInverseBetaCdf) return detail::sym_betaincinv(T(tau), lam);
   return T(NAN);  // an unknown warping: make the caller's mistake visible
 }
 

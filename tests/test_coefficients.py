@@ -28,29 +28,31 @@ SHAPES = [1e-30, 1e-20, 1e-10, 1e-5, 1e-3, 0.01, 0.1, 0.5, 1.0, 2.0, 2.99, 3.0, 
 TOL = {torch.float32: 2e-6, torch.float64: 1e-11}
 # Where scipy's symmetric betainc/betaincinv stop being accurate (Boost, near the median
 # of a steep bump), an mpmath reference takes over.
-SCIPY_MAX_SHAPE = 1e5
+SCIPY_MAX_SHAPE = 1e4
 
 
 def _lams(shape, dtype):
     """lam in [0, 1], representable in dtype: a log-spaced tail, the bulk, and points
     within a few standard deviations of 1/2 for this shape, each mirrored about 1/2."""
     sd = 0.5 / math.sqrt(2 * shape + 1)
-    half = [1e-30, 1e-10, 1e-5, 1e-3, 0.01, 0.05, 0.1, 0.2, 0.25, 0.3, 0.4, 0.45, 0.49,
+    half = [1e-300, 1e-30, 1.2e-16, 1e-10, 1e-5, 1e-3, 0.01, 0.05, 0.1, 0.2, 0.25, 0.3, 0.4, 0.45, 0.49,
             0.499, 0.4999]
     half += [0.5 - k * sd for k in (0.1, 0.5, 1, 2, 4, 8) if 0.5 - k * sd > 0]
     lam = np.array([0.0, 0.5, 1.0] + half + [1 - v for v in half])
     return torch.tensor(lam).to(dtype).double().unique()
 
 
-def _coefficients(shape, lam, dtype, warping):
+def _coefficients(shape, lam, dtype, warping, lam_dtype=None):
     """The kernel's coefficients at this shape (1/tau for beta_cdf, tau for the inverse),
-    and the shape as the kernel formed it (tau = exp(log(tau_max)), in float64)."""
+    and the shape as the kernel formed it (tau = exp(log(tau_max)), in float64). lam is
+    passed as lam_dtype (default: float64 for float64 data, else float32)."""
     n = len(lam)
     x = torch.zeros(2 * n, 1, dtype=dtype)
     x[1::2] = 1  # every pair (2i, 2i + 1) at squared distance 1: dn = 1
     perm = torch.arange(2 * n).view(n, 2).flip(1).reshape(-1)
-    lam2 = lam.repeat_interleave(2).to(torch.float64 if dtype == torch.float64
-                                       else torch.float32)
+    if lam_dtype is None:
+        lam_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    lam2 = lam.repeat_interleave(2).to(lam_dtype)
     tau_max = 1.0 / shape if warping == "beta_cdf" else shape
     _, coeff = ops.kernel_mix(x, perm, lam2, x, tau_max, 0.25, warping)
     assert coeff.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
@@ -60,8 +62,9 @@ def _coefficients(shape, lam, dtype, warping):
 
 def _mp_cdf(s, x):
     """I_x(s, s) as an mpf to ~30 digits: directly for moderate s, else as
-    1/2 - I_t(1/2, s) / 2 with t = (1 - 2x)^2 (a series of about s t terms; beyond
-    s t = 800 the tail is below e^-800)."""
+    1/2 - I_t(1/2, s) / 2 with t = (1 - 2x)^2 (a series of about s t terms, computed with
+    the ~s t / 2.3 extra digits that the difference cancels; beyond s t = 800 the tail is
+    below e^-800)."""
     with mpmath.workdps(40):
         s, x = mpmath.mpf(s), mpmath.mpf(x)
         if x > 0.5:
@@ -74,30 +77,43 @@ def _mp_cdf(s, x):
         if s * t > 800:
             return mpmath.mpf(0)
         half = mpmath.mpf(1) / 2
-        return half - mpmath.betainc(half, s, 0, t, regularized=True) / 2
+        with mpmath.workdps(40 + int(s * t / 2)):  # the digits that 1/2 - I_t/2 cancels
+            return +(half - mpmath.betainc(half, s, 0, t, regularized=True) / 2)
 
 
 def _cdf(s, x):
+    """By symmetry from the nearer end, where 1 - x is exact (scipy's I(1 - 1e-16) is not)."""
+    x = np.asarray(x, float)
     if s <= SCIPY_MAX_SHAPE:
-        return sp.betainc(s, s, x)
+        return np.where(x > 0.5, 1 - sp.betainc(s, s, 1 - x), sp.betainc(s, s, x))
     return np.array([float(_mp_cdf(s, v)) for v in np.atleast_1d(x)])
 
 
+def _mp_quantile(s, y):
+    """The quantile for 0 < y < 1/2 by bisection on the mpmath CDF: in log x between 1e-320
+    and 1/2, or for a large shape (a near-normal bump, whose CDF is 0 to mpmath's eyes far
+    out) in x within 60 standard deviations of 1/2."""
+    if s < 1e3:
+        lo, hi, to_x = math.log(1e-320), math.log(0.5), math.exp
+    else:
+        lo, hi, to_x = 0.5 - 30 / math.sqrt(2 * s + 1), 0.5, float
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        if _mp_cdf(s, to_x(mid)) < y:
+            lo = mid
+        else:
+            hi = mid
+    return to_x(0.5 * (lo + hi))
+
+
 def _quantile(s, y):
-    if s <= SCIPY_MAX_SHAPE:
-        return sp.betaincinv(s, s, y)
-    sd = 0.5 / math.sqrt(2 * s + 1)
-    out = []
-    for v in y:  # a near-normal bump: bracketed within 60 sd of the mean
-        if v in (0.0, 0.5, 1.0):
-            out.append(v)
-            continue
-        lo, hi = (0.5 - 60 * sd, 0.5) if v < 0.5 else (0.5, 0.5 + 60 * sd)
-        with mpmath.workdps(40):
-            root = mpmath.findroot(lambda x: _mp_cdf(s, x) - v, (lo, hi), solver="anderson",
-                                   tol=1e-30)
-        out.append(float(root))
-    return np.array(out)
+    """By symmetry from the nearer end; scipy where it is accurate, else mpmath."""
+    y = np.asarray(y, float)
+    near = np.fmin(y, 1 - y)
+    x = sp.betaincinv(s, s, near) if s <= SCIPY_MAX_SHAPE else np.full(near.shape, np.nan)
+    for i in np.flatnonzero(np.isnan(x)):
+        x[i] = near[i] if near[i] in (0.0, 0.5) else _mp_quantile(s, near[i])
+    return np.where(y > 0.5, 1 - x, x)
 
 
 def _quantile_error(s, y, got, dtype):
@@ -117,12 +133,16 @@ def _quantile_error(s, y, got, dtype):
 
 
 @needs_compiled
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype, lam_dtype", [(torch.float32, torch.float32),
+                                              (torch.float32, torch.float64),
+                                              (torch.float64, torch.float64)])
 @pytest.mark.parametrize("warping", ["beta_cdf", "inverse_beta_cdf"])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_coefficient_accuracy_over_the_shape_range(shape, warping, dtype):
-    lam = _lams(shape, dtype)
-    got, s = _coefficients(shape, lam, dtype, warping)
+def test_coefficient_accuracy_over_the_shape_range(shape, warping, dtype, lam_dtype):
+    """float64 lam for float32 data too: its distance to 0, 1 and 1/2 reaches the float32
+    evaluation with its relative precision (1 - 1e-16 is not 1, 1e-300 not 0)."""
+    lam = _lams(shape, lam_dtype)
+    got, s = _coefficients(shape, lam, dtype, warping, lam_dtype)
     y = lam.numpy()
     if warping == "beta_cdf":
         err = np.abs(got - _cdf(s, y))
