@@ -1,7 +1,9 @@
 // Regularised incomplete beta function I_x(a, b), its inverse in x, and the SK Mixup
-// coefficient of one pair, as scalar float64 functions for host and CUDA device code.
+// coefficient of one pair, as scalar functions for host and CUDA device code: the general
+// ones in float64, the symmetric ones the coefficient uses in float or double.
 //
-// kmixup/special.py is the same algorithm in torch ops (the pure-PyTorch fallback), with
+// kmixup/special.py is the same algorithm as the general functions in torch ops (the
+// pure-PyTorch fallback; the symmetric coefficient path is compiled-only, see there), with
 // the same regimes, constants and formulas; its docstring explains them. The differences
 // are only those of scalar code: real branches and loops that stop once converged, which the
 // Python follows on CPU tensors only (elsewhere it computes every branch and selects, and
@@ -492,8 +494,8 @@ KMIXUP_HD bool outside_interior(double a, double b, double t, bool inverse, doub
 // The symmetric case a = b = s, all that SK Mixup's coefficient needs, in the evaluation type
 // T: float for float32/float16/bfloat16 data (the coefficient is used in float32 at best),
 // double for float64 data. Absolute accuracy is what a coefficient needs: the CDF and the
-// quantile are accurate to Sym<T>::kAbsTol absolute, not relatively in far tails as
-// betainc/betaincinv above are. Two regimes, for 0 < x <= 1/2 (the other half by symmetry,
+// quantile are accurate to ~1e-13 (double) and ~2e-7 (float) absolute (tested: 1e-11 and
+// 2e-6), not relatively in far tails as betainc/betaincinv above are. Two regimes, for 0 < x <= 1/2 (the other half by symmetry,
 // 1 - x being exact there):
 //
 // * s >= Sym<T>::kGammaFrom: by the duplication formula, with u = 4x(1 - x) and
@@ -509,12 +511,20 @@ KMIXUP_HD bool outside_interior(double a, double b, double t, bool inverse, doub
 //   stays near 1/4. log(s B(s, s)) = log 2 + 2 lgamma(1 + s) - lgamma(1 + 2s) has no
 //   cancellation, down to s = 1e-30 in float.
 //
-// The quantile runs Newton from a close start: for large s on r = sqrt(z), from the erfc
-// term alone (r = -ndtri(y) / sqrt 2); for small s on log x, from the power-law tail
-// x^s / (s B(s, s)) = y or, where that is not deep in the tail, A&S 26.5.22.
-// csrc/special.h only (kmixup/special.py evaluates the coefficient in float64 with the
-// general functions, which agree to the accuracy above; tests/test_coefficients.py checks
-// both against scipy and mpmath).
+// The quantile runs Newton on log I against log x from a close start (the power-law tail
+// x^s / (s B(s, s)) = y deep in the tail; else the erfc term of the Gamma expansion for
+// large s, A&S 26.5.22 for s >= 1), with log B computed once per pair; it converges in 2-4
+// steps. Its CDF is the x series below x = 1/4 whatever s, since a quantile needs the tail
+// to relative accuracy (the Gamma expansion converges only for z < 2 pi (s - 1/4)).
+//
+// lam arrives in double (SymPoint): its distance to the nearer end and to 1/2 reach T with
+// their relative precision. tau is formed in double; shapes beyond T's range take their
+// limits (float: s > 3.4e38 is inf, s < 1.4e-45 is 0), which differ from the function there
+// only for a float64 lam within ~1 / sqrt(s) of 1/2.
+//
+// csrc/special.h only: kmixup/special.py (the pure path) evaluates the coefficient in
+// float64 with the general betainc/betaincinv, which agree with these to the accuracy
+// above; tests/test_coefficients.py checks both against scipy and mpmath.
 
 template <typename T>
 struct Sym;

@@ -35,8 +35,8 @@ def _lams(shape, dtype):
     """lam in [0, 1], representable in dtype: a log-spaced tail, the bulk, and points
     within a few standard deviations of 1/2 for this shape, each mirrored about 1/2."""
     sd = 0.5 / math.sqrt(2 * shape + 1)
-    half = [1e-300, 1e-30, 1.2e-16, 1e-10, 1e-5, 1e-3, 0.01, 0.05, 0.1, 0.2, 0.25, 0.3, 0.4, 0.45, 0.49,
-            0.499, 0.4999]
+    half = [1e-300, 1e-30, 1.2e-16, 1e-10, 1e-5, 1e-3, 0.01, 0.05, 0.1, 0.2, 0.25, 0.3, 0.4,
+            0.45, 0.49, 0.499, 0.4999]
     half += [0.5 - k * sd for k in (0.1, 0.5, 1, 2, 4, 8) if 0.5 - k * sd > 0]
     lam = np.array([0.0, 0.5, 1.0] + half + [1 - v for v in half])
     return torch.tensor(lam).to(dtype).double().unique()
