@@ -598,7 +598,9 @@ KMIXUP_HD SymCdf<T> sym_cdf_gamma(T r, T big) {
     num += c * partial;
     density += d * power;
   }
-  return {T(0.5) * (::erfc(r) + r * e * num / norm), -e * density / norm};
+  // Far out for small s in float the truncated corrections may overshoot erfc's ~1e-30.
+  const T value = T(0.5) * (::erfc(r) + r * e * num / norm);
+  return {value < T(0) ? T(0) : value, -e * density / norm};
 }
 
 // A point x in (0, 1/2]: the distance of lam (or y) to its nearer end, with d = 1 - 2x and
