@@ -1,7 +1,9 @@
 // Regularised incomplete beta function I_x(a, b), its inverse in x, and the SK Mixup
-// coefficient of one pair, as scalar float64 functions for host and CUDA device code.
+// coefficient of one pair, as scalar functions for host and CUDA device code: the general
+// ones in float64, the symmetric ones the coefficient uses in float or double.
 //
-// kmixup/special.py is the same algorithm in torch ops (the pure-PyTorch fallback), with
+// kmixup/special.py is the same algorithm as the general functions in torch ops (the
+// pure-PyTorch fallback; the symmetric coefficient path is compiled-only, see there), with
 // the same regimes, constants and formulas; its docstring explains them. The differences
 // are only those of scalar code: real branches and loops that stop once converged, which the
 // Python follows on CPU tensors only (elsewhere it computes every branch and selects, and
@@ -46,6 +48,7 @@ constexpr double kTiny = 1e-300;
 constexpr double kLogTiny = -708.39641853226408;  // log(DBL_MIN): the inverse's lower bracket
 constexpr double kLog2 = 0.69314718055994531;
 constexpr double kLog2Pi = 1.8378770664093453;
+constexpr double kPi = 3.14159265358979323846;
 
 // I_x and 1 - I_x: the smaller to full relative precision where it is computed directly,
 // the larger (1 minus it) to full absolute precision.
@@ -317,15 +320,17 @@ KMIXUP_HD double log_pdf(double a, double b, double x) {
   return (a - 1.0) * ::log(x) + (b - 1.0) * ::log1p(-x) - log_beta(a, b);
 }
 
-KMIXUP_HD double polevl(double x, const double* coeffs, int degree) {
-  double result = coeffs[0];
-  for (int i = 1; i <= degree; ++i) result = result * x + coeffs[i];
+template <typename T>
+KMIXUP_HD T polevl(T x, const double* coeffs, int degree) {
+  T result = T(coeffs[0]);
+  for (int i = 1; i <= degree; ++i) result = result * x + T(coeffs[i]);
   return result;
 }
 
 // The standard normal quantile for 0 < y < 1, as Cephes' ndtri (which torch.special.ndtri
-// also is), so that both paths start Newton from the same point.
-KMIXUP_HD double ndtri(double y) {
+// also is), so that both paths start Newton from the same point; in T (float or double).
+template <typename T>
+KMIXUP_HD T ndtri(T y) {
   static constexpr double kP0[5] = {
       -5.99633501014107895267E1, 9.80010754185999661536E1,  -5.66762857469070293439E1,
       1.39312609387279679503E1,  -1.23916583867381258016E0,
@@ -359,18 +364,18 @@ KMIXUP_HD double ndtri(double y) {
   };
   constexpr double kExpMinus2 = 0.13533528323661269189;
   constexpr double kSqrt2Pi = 2.50662827463100050242;
-  const bool upper = y > 1.0 - kExpMinus2;
-  if (upper) y = 1.0 - y;
-  if (y > kExpMinus2) {
-    y -= 0.5;
-    const double y2 = y * y;
-    return kSqrt2Pi * (y + y * (y2 * polevl(y2, kP0, 4) / polevl(y2, kQ0, 8)));
+  const bool upper = y > T(1.0 - kExpMinus2);
+  if (upper) y = T(1) - y;
+  if (y > T(kExpMinus2)) {
+    y -= T(0.5);
+    const T y2 = y * y;
+    return T(kSqrt2Pi) * (y + y * (y2 * polevl(y2, kP0, 4) / polevl(y2, kQ0, 8)));
   }
-  const double t = ::sqrt(-2.0 * ::log(y));
-  const double z = 1.0 / t;
-  const double tail = t < 8.0 ? z * polevl(z, kP1, 8) / polevl(z, kQ1, 8)
-                              : z * polevl(z, kP2, 8) / polevl(z, kQ2, 8);
-  const double x = t - ::log(t) / t - tail;
+  const T t = ::sqrt(T(-2) * ::log(y));
+  const T z = T(1) / t;
+  const T tail = t < T(8) ? z * polevl(z, kP1, 8) / polevl(z, kQ1, 8)
+                          : z * polevl(z, kP2, 8) / polevl(z, kQ2, 8);
+  const T x = t - ::log(t) / t - tail;
   return upper ? x : -x;
 }
 
@@ -485,6 +490,275 @@ KMIXUP_HD bool outside_interior(double a, double b, double t, bool inverse, doub
   return true;
 }
 
+// ---------------------------------------------------------------------------------------
+// The symmetric case a = b = s, all that SK Mixup's coefficient needs, in the evaluation type
+// T: float for float32/float16/bfloat16 data (the coefficient is used in float32 at best),
+// double for float64 data. Absolute accuracy is what a coefficient needs: the CDF and the
+// quantile are accurate to ~1e-13 (double) and ~2e-7 (float) absolute (tested: 1e-11 and
+// 2e-6), not relatively in far tails as betainc/betaincinv above are. Two regimes, for 0 < x <= 1/2 (the other half by symmetry,
+// 1 - x being exact there):
+//
+// * s >= Sym<T>::kGammaFrom: by the duplication formula, with u = 4x(1 - x) and
+//   t = (1 - 2x)^2 = 1 - u, I_x(s, s) = (1 - I_t(1/2, s)) / 2. In z = -(s - 1/4) log u the
+//   Beta(1/2, s) density is exactly the Gamma(1/2) one times sinhc(z / (2s - 1/2))^(-1/2)
+//   (see betainc_gamma); expanding that factor in even powers, d_j z^(2j), and integrating
+//   term by term gives Q(1/2 + 2j, z) = erfc(sqrt z) + a polynomial in z times
+//   sqrt(z / pi) e^-z. Sym<T>::kTerms corrections leave < 1e-13 (double, s >= 8) and < 1e-7
+//   (float, s >= 3) absolute: one log, one erfc and one exp, whatever s (1e30 included).
+// * s below it: the power series with positive terms,
+//   I_x(a, b) = x^a (1 - x)^b / (a B(a, b)) sum_n (a + b)_n / (a + 1)_n x^n,
+//   in x for x <= 1/4, and for I_t(1/2, s) in t for x > 1/4, so that the ratio of terms
+//   stays near 1/4. log(s B(s, s)) = log 2 + 2 lgamma(1 + s) - lgamma(1 + 2s) has no
+//   cancellation, down to s = 1e-30 in float.
+//
+// The quantile runs Newton on log I against log x from a close start (the power-law tail
+// x^s / (s B(s, s)) = y deep in the tail; else the erfc term of the Gamma expansion for
+// large s, A&S 26.5.22 for s >= 1), with log B computed once per pair; it converges in 2-4
+// steps. Its CDF is the x series below x = 1/4 whatever s, since a quantile needs the tail
+// to relative accuracy (the Gamma expansion converges only for z < 2 pi (s - 1/4)).
+//
+// lam arrives in double (SymPoint): its distance to the nearer end and to 1/2 reach T with
+// their relative precision. tau is formed in double; shapes beyond T's range take their
+// limits (float: s > 3.4e38 is inf, s < 1.4e-45 is 0), which differ from the function there
+// only for a float64 lam within ~1 / sqrt(s) of 1/2.
+//
+// csrc/special.h only: kmixup/special.py (the pure path) evaluates the coefficient in
+// float64 with the general betainc/betaincinv, which agree with these to the accuracy
+// above; tests/test_coefficients.py checks both against scipy and mpmath.
+
+template <typename T>
+struct Sym;
+
+template <>
+struct Sym<double> {
+  static constexpr double kGammaFrom = 8.0;
+  static constexpr int kTerms = 4;
+  static constexpr double kEps = DBL_EPSILON;
+  // Newton stops after a step this small (relative): what remains is its square.
+  static constexpr double kStepTol = 1e-8;
+  static constexpr double kAbsTol = 1e-13;
+  static constexpr double kMaxZ = 750.0;  // e^-z underflows beyond
+  static constexpr double kLogMin = kLogTiny;
+  static constexpr double kMinNormal = DBL_MIN;
+  static constexpr double kMinTarget = 0.0;
+};
+
+template <>
+struct Sym<float> {
+  static constexpr float kGammaFrom = 3.0f;
+  static constexpr int kTerms = 3;
+  static constexpr float kEps = FLT_EPSILON;
+  static constexpr float kStepTol = 3e-4f;
+  static constexpr float kAbsTol = 1e-7f;
+  static constexpr float kMaxZ = 110.0f;
+  static constexpr float kLogMin = -103.0f;  // near log of float's smallest subnormal
+  static constexpr float kMinNormal = FLT_MIN;
+  static constexpr float kMinTarget = 1e-30f;
+};
+
+constexpr int kSymSeriesTerms = 80;
+constexpr int kSymNewtonSteps = 12;
+
+constexpr double kInvSqrtPi = 0.56418958354775628695;
+
+// I_x(s, s) for 0 < x <= 1/2, with what Newton needs: the derivative with respect to its
+// variable (r = sqrt z in the Gamma regime, log x in the series regime).
+template <typename T>
+struct SymCdf {
+  T value, slope;
+};
+
+// The Gamma regime at r = sqrt z, big = s - 1/4.
+template <typename T>
+KMIXUP_HD SymCdf<T> sym_cdf_gamma(T r, T big) {
+  // (1/2)_n and 1 / (1/2)_n, n = 0..8; the even Taylor coefficients of sinhc(w)^(-1/2).
+  static constexpr double kHalfPoch[9] = {
+      1.0, 0.5, 0.75, 1.875, 6.5625, 29.53125, 162.421875, 1055.7421875, 7918.06640625};
+  static constexpr double kInvHalfPoch[9] = {
+      1.0, 2.0, 1.3333333333333333333, 0.53333333333333333333, 0.15238095238095238095,
+      0.033862433862433862434, 0.0061568061568061568062, 0.00094720094720094720095,
+      0.00012629345962679296013};
+  static constexpr double kSinhcPow[5] = {1.0, -0.083333333333333333333, 0.00625,
+                                          -0.00050429894179894179894,
+                                          0.000043437224426807760141};
+  const T z = r * r;
+  if (z > Sym<T>::kMaxZ) return {T(0), T(0)};
+  const T e = ::exp(-z) * T(kInvSqrtPi);
+  const T w2 = T(1) / (T(4) * big * big);  // w^2 = w2 z^2 for w = z / (2 big)
+  T power = 1, partial = 0, num = 0, norm = 1, density = 1, scale = 1;
+  for (int j = 1; j <= Sym<T>::kTerms; ++j) {
+    partial += power * T(kInvHalfPoch[2 * j - 1]);
+    power *= z;
+    partial += power * T(kInvHalfPoch[2 * j]);
+    power *= z;
+    scale *= w2;
+    const T d = T(kSinhcPow[j]) * scale;
+    const T c = d * T(kHalfPoch[2 * j]);
+    norm += c;
+    num += c * partial;
+    density += d * power;
+  }
+  // Far out for small s in float the truncated corrections may overshoot erfc's ~1e-30.
+  const T value = T(0.5) * (::erfc(r) + r * e * num / norm);
+  return {value < T(0) ? T(0) : value, -e * density / norm};
+}
+
+// A point x in (0, 1/2]: the distance of lam (or y) to its nearer end, with d = 1 - 2x and
+// log x. Formed in double from a float64 lam before rounding to T, so that T keeps the
+// relative precision of x near 0 or 1 and of d near 1/2, where the coefficient of a small or
+// large shape depends on it; log x in double too where x is below T's normal range.
+template <typename T>
+struct SymPoint {
+  T x, d, log_x;
+};
+
+template <typename T>
+KMIXUP_HD SymPoint<T> sym_point(double near) {
+  const T x = T(near);
+  return {x, T(1.0 - 2.0 * near), x >= Sym<T>::kMinNormal ? T(::log(x)) : T(::log(near))};
+}
+
+// log u = log(4x(1 - x)), without the cancellation of either form where it would occur.
+template <typename T>
+KMIXUP_HD T sym_log_u(const SymPoint<T>& p) {
+  if (p.x < T(0.25)) return T(2 * kLog2) + p.log_x + ::log1p(-p.x);
+  return ::log1p(-p.d * p.d);
+}
+
+// The series regime; log_sb = log(s B(s, s)).
+template <typename T>
+KMIXUP_HD SymCdf<T> sym_cdf_series(T s, const SymPoint<T>& p, T log_sb) {
+  const T x = p.x, log_x = p.log_x, log_y = ::log1p(-x);
+  if (x <= T(0.25)) {
+    T term = 1, sum = 1;
+    for (int n = 1; n <= kSymSeriesTerms && term > Sym<T>::kEps * sum; ++n) {
+      term *= (T(2) * s + T(n - 1)) / (s + T(n)) * x;
+      sum += term;
+    }
+    // d I / d log x = x pdf(x) = s x^s (1 - x)^(s - 1) / (s B(s, s)).
+    const T front = ::exp(s * (log_x + log_y) - log_sb);
+    return {front * sum, s * front / (T(1) - x)};
+  }
+  const T d = p.d, t = d * d;
+  T term = 1, sum = 1;
+  for (int n = 1; n <= kSymSeriesTerms && term > Sym<T>::kEps * sum; ++n) {
+    term *= (s + T(n) - T(0.5)) / (T(n) + T(0.5)) * t;
+    sum += term;
+  }
+  // log(B(1/2, s) / 2) = log(s B(s, s)) - log s + (2s - 2) log 2.
+  const T log_half_b = log_sb - ::log(s) + (T(2) * s - T(2)) * T(kLog2);
+  const T upper = ::exp(::log(d) + s * ::log1p(-t) - log_half_b) * sum;
+  const T density = s * ::exp(s * (log_x + log_y) - log_sb) / (T(1) - x);
+  return {T(0.5) - T(0.5) * upper, density};
+}
+
+// log(s B(s, s)): from lgamma below kGammaFrom (no cancellation down to s = 1e-30 in
+// float), above it from B(s, s) = 2^(1 - 2s) sqrt(pi) Gamma(s) / Gamma(s + 1/2) and the
+// asymptotic series of log(Gamma(s + 1/2) / (sqrt(s) Gamma(s))), < 2e-8 at s = 3, < 1e-12 at 8.
+// (Its absolute error grows like eps s; the quantile moves by that over s, the slope.)
+template <typename T>
+KMIXUP_HD T sym_log_sb(T s) {
+  if (s < Sym<T>::kGammaFrom) {
+    return T(kLog2) + T(2) * ::lgamma(T(1) + s) - ::lgamma(T(1) + T(2) * s);
+  }
+  const T r = T(1) / s, r2 = r * r;
+  const T c = r * (T(-1.0 / 8) +
+                   r2 * (T(1.0 / 192) +
+                         r2 * (T(-1.0 / 640) + r2 * (T(17.0 / 14336) + r2 * T(-31.0 / 18432)))));
+  return T(0.5) * ::log(T(kPi) * s) + (T(1) - T(2) * s) * T(kLog2) - c;
+}
+
+// I_x(s, s) for 0 < s < inf and 0 < x <= 1/2.
+template <typename T>
+KMIXUP_HD T sym_cdf_lower(T s, const SymPoint<T>& p) {
+  if (s >= Sym<T>::kGammaFrom) {
+    const T big = s - T(0.25);
+    return sym_cdf_gamma(::sqrt(-big * sym_log_u(p)), big).value;
+  }
+  return sym_cdf_series(s, p, sym_log_sb(s)).value;
+}
+
+// I_x(s, s) and d I / d log x for 0 < x <= 1/2, relatively accurate in the lower tail, as
+// the quantile needs (its error there is the CDF's relative error over the slope): the
+// x series below 1/4 whatever s (the Gamma expansion converges only for z < 2 pi (s - 1/4)),
+// above it as sym_cdf_lower.
+template <typename T>
+KMIXUP_HD SymCdf<T> sym_cdf_log_x(T s, const SymPoint<T>& p, T log_sb) {
+  if (p.x <= T(0.25) || s < Sym<T>::kGammaFrom) return sym_cdf_series(s, p, log_sb);
+  const T x = p.x, big = s - T(0.25), d = p.d, t = d * d;
+  const T ell = t > T(0) ? -::log1p(-t) / t : T(1);  // z = big t ell
+  const SymCdf<T> f = sym_cdf_gamma(d * ::sqrt(big * ell), big);
+  // dr / dx = -2 big (1 - 2x) / (u r) = -2 sqrt(big / ell) / u, finite at x = 1/2.
+  const T u = T(4) * x * (T(1) - x);
+  return {f.value, T(-2) * x * f.slope * ::sqrt(big / ell) / u};
+}
+
+// The x in (0, 1/2) with I_x(s, s) = y, for 0 < s < inf and 0 < y < 1/2 (as target.x and
+// target.log_x): Newton on log I against log x, safeguarded by bisection of the bracket it
+// keeps.
+template <typename T>
+KMIXUP_HD T sym_quantile_lower(T s, const SymPoint<T>& target) {
+  const T y = target.x, log_y = target.log_x, log_sb = sym_log_sb(s);
+  // The start: the power-law tail x^s / (s B(s, s)) = y where it is deep in the tail (it
+  // leaves out (1 - x)^s and the series, 1 + O(s x)); else for large s the erfc term of the
+  // Gamma expansion (sqrt z = -ndtri(y) / sqrt 2, x = (1 - sqrt(1 - u)) / 2 with
+  // u = exp(-z / (s - 1/4))), for s >= 1 A&S 26.5.22 (the normal approximation in logit
+  // space), below that the power law all the same.
+  T v = (log_y + log_sb) / s;
+  if (s * ::exp(v) > T(0.1) && y >= Sym<T>::kMinNormal) {
+    if (s >= Sym<T>::kGammaFrom) {
+      const T r = ndtri(y) * T(0.70710678118654752440), w = r * r / (s - T(0.25));
+      v = -w - T(kLog2) - ::log1p(::sqrt(-::expm1(-w)));
+    } else if (s >= T(1)) {
+      const T zn = -ndtri(y), h = T(2) * s - T(1), lam = (zn * zn - T(3)) / T(6);
+      const T w = zn * ::sqrt(::fmax(h + lam, T(0))) / h;
+      v = -::log1p(::exp(T(2) * w));
+    }
+  }
+  T lo = Sym<T>::kLogMin, hi = -T(kLog2);
+  v = ::isnan(v) ? hi : ::fmin(::fmax(v, lo), hi);
+  for (int step = 0; step < kSymNewtonSteps; ++step) {
+    const T x = ::exp(v);
+    const SymCdf<T> f = sym_cdf_log_x(s, SymPoint<T>{x, T(1) - T(2) * x, v}, log_sb);
+    const T miss = ::log(f.value) - log_y;  // rises with v; -inf where I underflows
+    if ((miss > 0 && v <= lo) || (miss < 0 && v >= hi)) break;
+    if (miss > 0) hi = v; else lo = v;
+    T next = v - miss * f.value / f.slope;
+    if (!(next >= lo && next <= hi)) next = T(0.5) * (lo + hi);
+    const T moved = ::fabs(next - v);
+    v = next;
+    if (moved <= Sym<T>::kStepTol || moved * x <= Sym<T>::kAbsTol) break;
+  }
+  return ::exp(v);
+}
+
+// I_x(s, s) in T at x = lam, with betainc's limits (lam in double: see SymPoint).
+template <typename T>
+KMIXUP_HD T sym_betainc(T s, double lam) {
+  double value;
+  if (outside_interior(s, s, lam, false, value)) return T(value);
+  if (lam == 0.5) return T(0.5);
+  const bool lower = lam < 0.5;
+  const T v = sym_cdf_lower(s, sym_point<T>(lower ? lam : 1.0 - lam));
+  return lower ? v : T(1) - v;
+}
+
+// I^-1(y; s, s) in T, with betaincinv's limits (y in double: see SymPoint).
+template <typename T>
+KMIXUP_HD T sym_betaincinv(T s, double y) {
+  double value;
+  if (outside_interior(s, s, y, true, value)) return T(value);
+  if (y == 0.5) return T(0.5);
+  const bool lower = y < 0.5;
+  const double near = lower ? y : 1.0 - y;
+  // A float64 lam for float data may lie below what I_x in T can represent, though its
+  // quantile is not small (x^s: s = 100, y = 1e-300 gives x ~ 0.1): then in double.
+  const T x = near < Sym<T>::kMinTarget
+                  ? T(sym_quantile_lower(double(s), sym_point<double>(near)))
+                  : sym_quantile_lower(s, sym_point<T>(near));
+  return lower ? x : T(1) - x;
+}
+
 }  // namespace detail
 
 // I_x(a, b), the Beta(a, b) CDF at x, in scipy's argument order. About 1e-12 absolute for
@@ -535,15 +809,17 @@ KMIXUP_HD double similarity_tau(double sq_dist, double mean_sq_dist, double tau_
 // rule in kmixup/_torch_kernels.py: mean_sq_dist is the batch mean of the finite squared
 // distances (0 if none is finite). A pair with a non-finite distance has no meaningful
 // similarity and is left unmixed (1). tau may underflow to 0 or overflow to inf; both warps
-// have those limits.
-KMIXUP_HD double pair_coefficient(double sq_dist, double mean_sq_dist, double lam,
-                                  double tau_max, double tau_std, int warping) {
-  if (warping == kNone) return lam;
-  if (!::isfinite(sq_dist)) return 1.0;
+// have those limits. tau is formed in double; the warp is evaluated in T (float for
+// float32/float16/bfloat16 data, double for float64) by the symmetric special functions.
+template <typename T = double>
+KMIXUP_HD T pair_coefficient(double sq_dist, double mean_sq_dist, double lam, double tau_max,
+                             double tau_std, int warping) {
+  if (warping == kNone) return T(lam);
+  if (!::isfinite(sq_dist)) return T(1);
   const double tau = similarity_tau(sq_dist, mean_sq_dist, tau_max, tau_std);
-  if (warping == kBetaCdf) return betainc(1.0 / tau, 1.0 / tau, lam);
-  if (warping == kInverseBetaCdf) return betaincinv(tau, tau, lam);
-  return ::nan("");  // an unknown warping: make the caller's mistake visible
+  if (warping == kBetaCdf) return detail::sym_betainc(T(1.0 / tau), lam);
+  if (warping == kInverseBetaCdf) return detail::sym_betaincinv(T(tau), lam);
+  return T(NAN);  // an unknown warping: make the caller's mistake visible
 }
 
 }  // namespace kmixup

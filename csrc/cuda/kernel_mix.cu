@@ -144,12 +144,14 @@ __global__ void __launch_bounds__(kCoeffThreads)
   for (int64_t r = int64_t{blockIdx.x} * kCoeffThreads + threadIdx.x; r < batch; r += step) {
     const double d = dist_double ? static_cast<const double*>(dist)[r]
                                  : static_cast<double>(static_cast<const float*>(dist)[r]);
-    const double k = kmixup::pair_coefficient(d, m, load_coeff<double>(q.lam, r), q.tau_max,
-                                              q.tau_std, q.warping);
+    const double lam = load_coeff<double>(q.lam, r);
+    // The warp in the coefficient's type: float32 arithmetic for float/half/bfloat16 data.
     if (q.coeff_double) {
-      static_cast<double*>(q.coeff)[r] = k;
+      static_cast<double*>(q.coeff)[r] =
+          kmixup::pair_coefficient<double>(d, m, lam, q.tau_max, q.tau_std, q.warping);
     } else {
-      static_cast<float*>(q.coeff)[r] = static_cast<float>(k);
+      static_cast<float*>(q.coeff)[r] =
+          kmixup::pair_coefficient<float>(d, m, lam, q.tau_max, q.tau_std, q.warping);
     }
   }
 }
