@@ -32,7 +32,6 @@ otherwise.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -229,12 +228,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     out = H.output_dir(args)
     machine = H.machine_info(args.devices)
     print(H.machine_line(machine, args.threads))
-    initial_threads = torch.get_num_threads()
     results = {}
-    try:
+    with H.keep_threads():
         for dev in args.devices:
             device = torch.device(dev)
-            thread_list = args.threads if device.type == "cpu" else [max(args.threads)]
+            thread_list = H.thread_counts(device, args.threads)
             rows = []
             for threads in thread_list:
                 for classes in tqdm(args.classes, desc=f"loss ({dev}, {threads} threads)",
@@ -249,14 +247,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
                       "settings": settings, "rows": rows}
             results[device.type] = result
             stem = out / f"loss_{device.type}{'_quick' if args.quick else ''}"
-            table = markdown(result)
-            print(table)
-            stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
-            stem.with_suffix(".md").write_text(table)
-            plot(result, stem.with_suffix(".png"))
-            print(f"wrote {stem}.json, .md and .png")
-    finally:
-        torch.set_num_threads(initial_threads)
+            H.write_results(stem, result, markdown(result), plot)
     return results
 
 
