@@ -85,6 +85,19 @@ def output_dir(args: argparse.Namespace) -> Path:
     return out
 
 
+def add_device_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--devices", nargs="+", help="default: cpu, and cuda when available")
+    parser.add_argument("--threads", nargs="+", type=int,
+                        help=f"torch.set_num_threads values for CPU runs, each reported "
+                        f"separately (default here: {default_threads()})")
+
+
+def resolve_device_args(args: argparse.Namespace) -> None:
+    """Fills in the defaults of :func:`add_device_args`' options."""
+    args.devices = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    args.threads = args.threads or default_threads()
+
+
 def add_timing_args(parser: argparse.ArgumentParser, rounds: int, budget: float) -> None:
     parser.add_argument("--rounds", type=int, default=None,
                         help=f"rounds per configuration; each round calls every method once "

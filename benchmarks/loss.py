@@ -214,15 +214,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser.add_argument("--quick", action="store_true", help="a few rounds")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--classes", nargs="+", type=int, default=CLASSES)
-    parser.add_argument("--devices", nargs="+", help="default: cpu, and cuda when available")
-    parser.add_argument("--threads", nargs="+", type=int,
-                        help=f"torch.set_num_threads values for CPU runs, each reported "
-                        f"separately (default here: {H.default_threads()})")
+    H.add_device_args(parser)
     H.add_timing_args(parser, rounds=50, budget=20)
     H.add_output_args(parser)
     args = parser.parse_args(argv)
-    args.devices = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    args.threads = args.threads or H.default_threads()
+    H.resolve_device_args(args)
     args.rounds = args.rounds or (5 if args.quick else 50)
     args.budget = args.budget if args.budget is not None else (2 if args.quick else 20)
     out = H.output_dir(args)

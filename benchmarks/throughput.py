@@ -505,14 +505,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="three shapes, float32, a short budget (about a minute on a CPU)")
-    parser.add_argument("--devices", nargs="+", help="default: cpu, and cuda when available")
+    H.add_device_args(parser)
     parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), help="default: all")
     parser.add_argument("--dtypes", nargs="+", choices=["float32", "bfloat16", "float16",
                                                         "float64"],
                         help="default: float32 and bfloat16 (float32 with --quick)")
-    parser.add_argument("--threads", nargs="+", type=int,
-                        help=f"torch.set_num_threads values for CPU runs, each reported "
-                        f"separately (default here: {H.default_threads()})")
     parser.add_argument("--peak-gbps", type=float, help="device peak bandwidth, GB/s")
     parser.add_argument("--compile-pure", action="store_true",
                         help="also time the pure-PyTorch SK Mixup under torch.compile (its "
@@ -520,10 +517,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     H.add_timing_args(parser, rounds=200, budget=20)
     H.add_output_args(parser)
     args = parser.parse_args(argv)
-    args.devices = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    H.resolve_device_args(args)
     args.shapes = args.shapes or (QUICK_SHAPES if args.quick else list(SHAPES))
     args.dtypes = args.dtypes or (["float32"] if args.quick else ["float32", "bfloat16"])
-    args.threads = args.threads or H.default_threads()
     args.rounds = args.rounds or (40 if args.quick else 200)
     args.budget = args.budget if args.budget is not None else (2.5 if args.quick else 20)
     return args

@@ -174,15 +174,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few rounds")
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--devices", nargs="+", help="default: cpu, and cuda when available")
-    parser.add_argument("--threads", nargs="+", type=int,
-                        help=f"torch.set_num_threads values for CPU runs, each reported "
-                        f"separately (default here: {H.default_threads()})")
+    H.add_device_args(parser)
     H.add_timing_args(parser, rounds=30, budget=90)
     H.add_output_args(parser)
     args = parser.parse_args(argv)
-    args.devices = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    args.threads = args.threads or H.default_threads()
+    H.resolve_device_args(args)
     args.rounds = args.rounds or (5 if args.quick else 30)
     args.budget = args.budget if args.budget is not None else (10 if args.quick else 90)
     out = H.output_dir(args)
