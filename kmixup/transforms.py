@@ -338,12 +338,15 @@ class Mixup(KernelMixup):
         )
 
 
-def paste_boxes(x: Tensor, source: Tensor, box: Tensor, rows: Tensor) -> Tensor:
+def paste_boxes(
+    x: Tensor, source: Tensor, box: Tensor, rows: Tensor, out: Tensor | None = None
+) -> Tensor:
     """CutMix's input mixing: in each row where ``rows`` is true, the region ``box[i]`` of
     ``x[i]`` (images ``[B, ..., H, W]``) replaced by the same region of ``source[i]``.
 
     ``box`` is int64 ``[B, 4]`` as ``(top, bottom, left, right)``, bottom/right
-    exclusive (:func:`kmixup.draws.boxes`); ``rows`` bool ``[B]``. Returns a new tensor.
+    exclusive (:func:`kmixup.draws.boxes`); ``rows`` bool ``[B]``. Returns a new tensor,
+    or ``out`` (which may be ``x`` itself) filled with the result.
     """
     height, width = x.shape[-2:]
     top, bottom, left, right = (edge[:, None] for edge in box.unbind(-1))
@@ -352,7 +355,8 @@ def paste_boxes(x: Tensor, source: Tensor, box: Tensor, rows: Tensor) -> Tensor:
     inside_rows = (y >= top) & (y < bottom)  # [B, H]
     inside_cols = (z >= left) & (z < right)  # [B, W]
     inside = inside_rows[:, :, None] & inside_cols[:, None, :] & rows[:, None, None]
-    return torch.where(inside.view(x.shape[0], *[1] * (x.dim() - 3), height, width), source, x)
+    inside = inside.view(x.shape[0], *[1] * (x.dim() - 3), height, width)
+    return torch.where(inside, source, x, out=out)
 
 
 _TIMM_MODES = ("batch", "pair", "elem")
@@ -556,8 +560,10 @@ class TimmMixup(KernelMixup):
         mixed, coeff = self.mix(x, perm, torch.where(cutmix, 1.0, lam), feats, inplace)
         if cutmix_on:
             coeff = torch.where(cutmix, lam.to(coeff.dtype), coeff)
-            pasted = paste_boxes(mixed, source, box, cutmix)
-            mixed = mixed.copy_(pasted) if mixed is x else pasted
+            # Into the mixed batch itself (x's storage when mixing in place), unless
+            # autograd needs the mix's output, which out= cannot record.
+            mixed = paste_boxes(mixed, source, box, cutmix,
+                                out=None if mixed.requires_grad else mixed)
         mixed_target, target_coeff = self.mix_target(target, perm, lam, coeff)
         self.record(perm, lam, coeff, target_coeff)
         self.last_cutmix, self.last_box = cutmix, box
