@@ -234,6 +234,53 @@ def test_half_rows_round_bit_for_bit_like_torch(dtype):
                                rtol=1e-5, atol=0)
 
 
+# Run under each ATEN_CPU_CAPABILITY: every dtype, rows with and without a vector tail,
+# bit patterns with NaN, inf and subnormals, out of place and in place.
+# (The data comes from numpy: torch's own random kernels depend on the capability too.)
+_ROW_ISA_SCRIPT = """
+import sys, numpy as np, torch, kmixup
+ops, rng, out = torch.ops.kmixup, np.random.default_rng(3), {}
+for dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
+    for shape in ((6, 4099), (5, 3, 7, 5), (4, 1), (3, 64)):
+        x = torch.from_numpy(rng.standard_normal(shape)).to(dtype)
+        if dtype in (torch.bfloat16, torch.float16):
+            bits = torch.from_numpy(rng.integers(-(2**15), 2**15, shape, dtype=np.int16))
+            x = torch.where(torch.from_numpy(rng.random(shape) < 0.2), bits.view(dtype), x)
+        perm = torch.roll(torch.arange(shape[0]), 1)
+        lam = torch.from_numpy(rng.random(shape[0])).to(torch.float64 if dtype == torch.float64
+                                                       else torch.float32)
+        in_place = x.clone()
+        ops.kernel_mix_(in_place, perm, lam, in_place, 1.0, 0.25, "none")
+        finite = torch.nan_to_num(x.double(), 0, 0, 0).clamp(-100, 100).to(dtype)
+        out[str(dtype), shape] = (ops.interpolate(x, perm, lam), in_place,
+                                  ops.pair_sq_dist(finite, perm))
+torch.save(out, sys.argv[1])
+"""
+
+
+@needs_compiled
+def test_row_loops_agree_across_instruction_sets(tmp_path):
+    """The CPU row loops exist per instruction set (baseline, AVX2, AVX-512), picked at run
+    time and capped by ATEN_CPU_CAPABILITY. Mixing gives the same bits on each (float16
+    NaN payloads aside: F16C keeps them); distances agree to float rounding."""
+    results = {}
+    for cap in ("default", "avx2", "avx512"):
+        path = tmp_path / f"{cap}.pt"
+        env = {**os.environ, "ATEN_CPU_CAPABILITY": cap}
+        subprocess.run([sys.executable, "-c", _ROW_ISA_SCRIPT, str(path)], env=env, check=True)
+        results[cap] = torch.load(path)
+    base = results.pop("default")
+    for cap, res in results.items():
+        for key, (mixed, in_place, dist) in res.items():
+            ref_mixed, ref_in_place, ref_dist = base[key]
+            for got, ref in ((mixed, ref_mixed), (in_place, ref_in_place)):
+                assert torch.equal(got.isnan(), ref.isnan()), (cap, key)
+                same = torch.where(ref.isnan(), 0, got) == torch.where(ref.isnan(), 0, ref)
+                assert bool(same.all()), (cap, key)
+            tol = 1e-14 if key[0] == str(torch.float64) else 1e-6
+            torch.testing.assert_close(dist, ref_dist, rtol=tol, atol=0, msg=str((cap, key)))
+
+
 @needs_compiled
 def test_non_finite_rows_stay_unmixed_in_compiled_kernel():
     x, perm, lam = batch((6, 10), seed=21)

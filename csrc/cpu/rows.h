@@ -8,8 +8,10 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <iterator>
+#include <string_view>
 #include <type_traits>
 #include <vector>
 
@@ -18,8 +20,6 @@
 #endif
 #if defined(__x86_64__)
 #include <immintrin.h>
-#elif defined(__SSE2__)
-#include <emmintrin.h>
 #endif
 
 #include "checks.h"
@@ -30,174 +30,94 @@ namespace kmixup::cpu {
 template <typename scalar_t>
 using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
 
-// 16-byte SIMD registers (SSE2 / NEON) through the GCC/Clang vector extension. at::vec is
-// plain scalar loops unless the extension is compiled once per CPU capability, and scalar
-// loops do not vectorise reliably under the flags torch passes (-fwrapv).
-template <typename acc>
-struct Simd {
-  typedef acc type __attribute__((vector_size(16)));
-  static constexpr int64_t kWidth = 16 / sizeof(acc);
-};
+// The row loops come in one copy per instruction set (row_loops.h), picked at run time:
+// torch builds extensions for the baseline only, and with its 16-byte vectors a bfloat16 or
+// float16 row costs more arithmetic per byte than a float one.
+namespace baseline {  // SSE2 on x86-64, NEON on ARM
+#define KMIXUP_VEC_BYTES 16
+#include "cpu/row_loops.h"
+#undef KMIXUP_VEC_BYTES
+}  // namespace baseline
 
-// bfloat16 is the top half of a float, so whole vectors convert with integer shifts;
-// element-wise c10::BFloat16 conversions made bfloat16 rows ~1.5x slower than float ones.
-typedef uint16_t U16x4 __attribute__((vector_size(8)));
-typedef uint16_t U16x8 __attribute__((vector_size(16)));
-typedef uint32_t U32x4 __attribute__((vector_size(16)));
-typedef int32_t I32x4 __attribute__((vector_size(16)));
-
-template <typename scalar_t>
-inline typename Simd<acc_t<scalar_t>>::type load_simd(const scalar_t* p) {
-  using S = Simd<acc_t<scalar_t>>;
-  typename S::type v;
-  if constexpr (std::is_same_v<scalar_t, acc_t<scalar_t>>) {
-    std::memcpy(&v, p, sizeof(v));
-  } else {
-    static_assert(std::is_same_v<scalar_t, c10::BFloat16>);
-    U16x4 half_bits;
-    std::memcpy(&half_bits, p, sizeof(half_bits));
-    // Interleaving with zeros puts each value in the top half of a 32-bit lane (little
-    // endian): one unpack instruction, where a widening conversion is several.
-    const U16x4 zero = {};
-    v = (typename S::type)__builtin_shufflevector(zero, half_bits, 0, 4, 1, 5, 2, 6, 3, 7);
-  }
-  return v;
-}
-
-template <typename scalar_t>
-inline void store_simd(scalar_t* p, typename Simd<acc_t<scalar_t>>::type v) {
-  if constexpr (std::is_same_v<scalar_t, acc_t<scalar_t>>) {
-    std::memcpy(p, &v, sizeof(v));
-  } else {
-    static_assert(std::is_same_v<scalar_t, c10::BFloat16>);
-    // Round to nearest even, NaN to 0x7FC0: bit for bit what c10::BFloat16(float) does.
-    U32x4 bits;
-    std::memcpy(&bits, &v, sizeof(bits));
-    const U32x4 rounded = bits + 0x7FFFu + ((bits >> 16) & 1u);
-    const U32x4 is_nan = (U32x4)(I32x4)(v != v);
-    // The result sits in the top half; an arithmetic shift sign-extends it, so the
-    // saturating 32-to-16-bit pack of SSE2 keeps its bits exactly.
-    const I32x4 out = (I32x4)((is_nan & 0x7FC00000u) | (~is_nan & rounded)) >> 16;
-#if defined(__SSE2__)
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packs_epi32((__m128i)out, (__m128i)out));
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define KMIXUP_ROWS_X86
+#define KMIXUP_PRAGMA(text) _Pragma(#text)
+// AVX-512 brings fused multiply-add, which the compiler would use for a * x + b * y: the
+// rounding would then differ from the other instruction sets, so contraction is off.
+#if defined(__clang__)
+#define KMIXUP_TARGET_BEGIN(isa) \
+  KMIXUP_PRAGMA(clang attribute push(__attribute__((target(isa))), apply_to = function))
+#define KMIXUP_TARGET_END KMIXUP_PRAGMA(clang attribute pop)
 #else
-    const U16x8 halves = (U16x8)out;
-    const U16x4 half_bits = __builtin_shufflevector(halves, halves, 0, 2, 4, 6);
-    std::memcpy(p, &half_bits, sizeof(half_bits));
-#endif
-  }
-}
-
-// float16 rows are widened into float blocks and narrowed back: x86-64's baseline has no
-// float16 conversion instruction, and element-by-element conversions made float16 rows
-// 20x slower than float32 ones. F16C (every x86 CPU with AVX) converts 8 at a time; it is
-// chosen at run time, so the extension still runs on a CPU without it. Both round to
-// nearest even like c10::Half (F16C keeps a NaN's payload where c10 writes 0x7E00).
-using HalfToFloat = void (*)(const c10::Half*, float*, int64_t);
-using FloatToHalf = void (*)(const float*, c10::Half*, int64_t);
-
-inline void half_to_float_scalar(const c10::Half* src, float* dst, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(src[i]);
-}
-inline void float_to_half_scalar(const float* src, c10::Half* dst, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<c10::Half>(src[i]);
-}
-
-#if defined(__x86_64__)
-__attribute__((target("avx,f16c"))) inline void half_to_float_f16c(const c10::Half* src,
-                                                                    float* dst, int64_t n) {
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m128i bits = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
-    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(bits));
-  }
-  half_to_float_scalar(src + i, dst + i, n - i);
-}
-__attribute__((target("avx,f16c"))) inline void float_to_half_f16c(const float* src,
-                                                                    c10::Half* dst, int64_t n) {
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m128i bits = _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), bits);
-  }
-  float_to_half_scalar(src + i, dst + i, n - i);
-}
-inline bool has_f16c() {
-  static const bool supported = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
-  return supported;
-}
-inline void half_to_float(const c10::Half* src, float* dst, int64_t n) {
-  (has_f16c() ? half_to_float_f16c : half_to_float_scalar)(src, dst, n);
-}
-inline void float_to_half(const float* src, c10::Half* dst, int64_t n) {
-  (has_f16c() ? float_to_half_f16c : float_to_half_scalar)(src, dst, n);
-}
-#else
-inline void half_to_float(const c10::Half* src, float* dst, int64_t n) {
-  half_to_float_scalar(src, dst, n);
-}
-inline void float_to_half(const float* src, c10::Half* dst, int64_t n) {
-  float_to_half_scalar(src, dst, n);
-}
+#define KMIXUP_TARGET_BEGIN(isa)                                  \
+  KMIXUP_PRAGMA(GCC push_options) KMIXUP_PRAGMA(GCC target(isa)) \
+  KMIXUP_PRAGMA(GCC optimize("fp-contract=off"))
+#define KMIXUP_TARGET_END KMIXUP_PRAGMA(GCC pop_options)
 #endif
 
-constexpr int64_t kHalfBlock = 512;  // float16 elements widened at a time (2 KiB of floats)
+KMIXUP_TARGET_BEGIN("avx2,f16c")  // every x86 CPU since 2013
+namespace avx2 {
+#define KMIXUP_VEC_BYTES 32
+#include "cpu/row_loops.h"
+#undef KMIXUP_VEC_BYTES
+}  // namespace avx2
+KMIXUP_TARGET_END
 
-// sum((a - b)^2) over n elements. Differences and squares are taken in acc_t everywhere
-// (SIMD body and scalar tail alike), so a square that overflows float is inf wherever it
-// falls. Four independent vector accumulators, flushed into a double every kFlush elements,
-// so the error stays at float rounding even for rows of 1e6+.
+KMIXUP_TARGET_BEGIN("avx512f,avx512bw,avx2,f16c")
+namespace avx512 {
+#define KMIXUP_VEC_BYTES 64
+#include "cpu/row_loops.h"
+#undef KMIXUP_VEC_BYTES
+}  // namespace avx512
+KMIXUP_TARGET_END
+
+enum class RowIsa { kBaseline, kAvx2, kAvx512 };
+
+// The widest the CPU has, capped by ATEN_CPU_CAPABILITY (default, avx2), torch's own switch
+// for its kernels (the tests run every path that way).
+inline RowIsa row_isa() {
+  static const RowIsa isa = [] {
+    const char* env = std::getenv("ATEN_CPU_CAPABILITY");
+    const std::string_view cap = env != nullptr ? env : "";
+    if (cap == "default" || !__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("f16c")) {
+      return RowIsa::kBaseline;
+    }
+    if (cap == "avx2" || !__builtin_cpu_supports("avx512f") ||
+        !__builtin_cpu_supports("avx512bw")) {
+      return RowIsa::kAvx2;
+    }
+    return RowIsa::kAvx512;
+  }();
+  return isa;
+}
+#define KMIXUP_ROW_LOOP(call)                  \
+  switch (row_isa()) {                         \
+    case RowIsa::kAvx512: return avx512::call; \
+    case RowIsa::kAvx2: return avx2::call;     \
+    default: return baseline::call;            \
+  }
+#else
+#define KMIXUP_ROW_LOOP(call) return baseline::call;
+#endif
+
+// sum((a - b)^2) over n elements, in acc_t (see row_loops.h).
 template <typename scalar_t>
 double row_sq_dist(const scalar_t* a, const scalar_t* b, int64_t n) {
-  using S = Simd<acc_t<scalar_t>>;
-  constexpr int64_t kUnroll = 4, kStep = kUnroll * S::kWidth, kFlush = 4096;
-  double total = 0.0;
-  int64_t j = 0;
-  while (j + kStep <= n) {
-    const int64_t stop = std::min(n, j + kFlush);
-    typename S::type acc[kUnroll] = {};
-    for (; j + kStep <= stop; j += kStep) {
-      for (int64_t k = 0; k < kUnroll; ++k) {
-        const auto diff = load_simd(a + j + k * S::kWidth) - load_simd(b + j + k * S::kWidth);
-        acc[k] += diff * diff;
-      }
-    }
-    for (const auto& v : acc) {
-      for (int64_t l = 0; l < S::kWidth; ++l) total += v[l];
-    }
-  }
-  for (; j < n; ++j) {
-    const acc_t<scalar_t> diff =
-        static_cast<acc_t<scalar_t>>(a[j]) - static_cast<acc_t<scalar_t>>(b[j]);
-    total += diff * diff;
-  }
-  return total;
+  KMIXUP_ROW_LOOP(row_sq_dist(a, b, n))
 }
 
-// out = wa * a + wb * b over n elements, computed in acc_t. (1, 0) and (0, 1) are exact
-// copies, so a row that is not mixed never sees its partner's values (NaN included).
-// out may alias a (in-place mixing).
+// out = wa * a + wb * b over n elements, in acc_t. (1, 0) and (0, 1) are exact copies, so
+// a row that is not mixed never sees its partner's values (NaN included). out may alias a
+// (in-place mixing).
 template <typename scalar_t>
 void mix_row(const scalar_t* a, acc_t<scalar_t> wa, const scalar_t* b, acc_t<scalar_t> wb,
              scalar_t* out, int64_t n) {
-  if (wa == 1 && wb == 0) {
-    if (out != a) std::memcpy(out, a, n * sizeof(scalar_t));
+  if ((wa == 1 && wb == 0) || (wa == 0 && wb == 1)) {
+    const scalar_t* src = wa == 1 ? a : b;
+    if (out != src) std::memcpy(out, src, n * sizeof(scalar_t));
     return;
   }
-  if (wa == 0 && wb == 1) {
-    if (out != b) std::memcpy(out, b, n * sizeof(scalar_t));
-    return;
-  }
-  using S = Simd<acc_t<scalar_t>>;
-  const typename S::type va = wa - typename S::type{}, vb = wb - typename S::type{};
-  int64_t j = 0;
-  for (; j + S::kWidth <= n; j += S::kWidth) {
-    store_simd(out + j, va * load_simd(a + j) + vb * load_simd(b + j));
-  }
-  for (; j < n; ++j) {
-    out[j] = static_cast<scalar_t>(wa * static_cast<acc_t<scalar_t>>(a[j]) +
-                                   wb * static_cast<acc_t<scalar_t>>(b[j]));
-  }
+  KMIXUP_ROW_LOOP(mix_row(a, wa, b, wb, out, n))
 }
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -218,38 +138,6 @@ inline Tensor empty_rows_like(const Tensor& x) {
   if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
 #endif
   return out;
-}
-
-// float16 rows: the float loops on widened blocks (see half_to_float).
-template <>
-inline double row_sq_dist(const c10::Half* a, const c10::Half* b, int64_t n) {
-  float fa[kHalfBlock], fb[kHalfBlock];
-  double total = 0.0;
-  for (int64_t j = 0; j < n; j += kHalfBlock) {
-    const int64_t m = std::min(kHalfBlock, n - j);
-    half_to_float(a + j, fa, m);
-    half_to_float(b + j, fb, m);
-    total += row_sq_dist(fa, fb, m);
-  }
-  return total;
-}
-
-template <>
-inline void mix_row(const c10::Half* a, float wa, const c10::Half* b, float wb, c10::Half* out,
-                    int64_t n) {
-  if ((wa == 1 && wb == 0) || (wa == 0 && wb == 1)) {  // exact copies, no conversion
-    const c10::Half* src = wa == 1 ? a : b;
-    if (out != src) std::memcpy(out, src, n * sizeof(c10::Half));
-    return;
-  }
-  float fa[kHalfBlock], fb[kHalfBlock];
-  for (int64_t j = 0; j < n; j += kHalfBlock) {
-    const int64_t m = std::min(kHalfBlock, n - j);
-    half_to_float(a + j, fa, m);
-    half_to_float(b + j, fb, m);
-    mix_row(fa, wa, fb, wb, fa, m);
-    float_to_half(fa, out + j, m);
-  }
 }
 
 // Rows per parallel_for task so that each task moves at least ~64K elements.

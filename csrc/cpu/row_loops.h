@@ -1,0 +1,162 @@
+// The row loops for one instruction set. rows.h includes this file once per instruction
+// set, each time inside its own namespace and with the target's code generation switched
+// on, so the same loops compile to 16-byte SSE2/NEON vectors and to 32-byte AVX2 and
+// 64-byte AVX-512 ones. (No include guard: that is the point.) Before including it, define
+// KMIXUP_VEC_BYTES, the vector width in bytes (16, 32 or 64); the wider ones come with the
+// F16C conversions.
+// The vectors are the GCC/Clang vector extension: at::vec is plain scalar loops unless an
+// extension is compiled once per CPU capability, and scalar loops do not vectorise
+// reliably under the flags torch passes (-fwrapv).
+
+typedef float FloatVec __attribute__((vector_size(KMIXUP_VEC_BYTES)));
+typedef uint32_t BitsVec __attribute__((vector_size(KMIXUP_VEC_BYTES)));
+constexpr int64_t kFloatLanes = KMIXUP_VEC_BYTES / sizeof(float);
+
+// A pack: 2 * kLanes consecutive elements, loaded as two vectors of acc_t (lo, hi). Which
+// element lands in which lane is the type's business: the loops are element-wise or sums.
+template <typename scalar_t>
+struct Pack {
+  static_assert(std::is_same_v<scalar_t, acc_t<scalar_t>>);
+  typedef scalar_t Vec __attribute__((vector_size(KMIXUP_VEC_BYTES)));
+  static constexpr int64_t kLanes = KMIXUP_VEC_BYTES / sizeof(scalar_t), kSize = 2 * kLanes;
+  static void load(const scalar_t* p, Vec& lo, Vec& hi) {
+    std::memcpy(&lo, p, sizeof(Vec));
+    std::memcpy(&hi, p + kLanes, sizeof(Vec));
+  }
+  static void store(scalar_t* p, Vec lo, Vec hi) {
+    std::memcpy(p, &lo, sizeof(Vec));
+    std::memcpy(p + kLanes, &hi, sizeof(Vec));
+  }
+};
+
+// bfloat16 is the top half of a float. A vector of 32-bit words holds two bfloat16s each:
+// shifting the even ones up and masking the odd ones gives two float vectors with no
+// shuffle or conversion, and the results fold back the same way.
+template <>
+struct Pack<c10::BFloat16> {
+  using Vec = FloatVec;
+  static constexpr int64_t kLanes = kFloatLanes, kSize = 2 * kLanes;
+  static void load(const c10::BFloat16* p, Vec& even, Vec& odd) {
+    BitsVec words;
+    std::memcpy(&words, p, sizeof(words));
+    even = (Vec)(words << 16);
+    odd = (Vec)(words & 0xFFFF0000u);
+  }
+  // Round to nearest even, NaN to 0x7FC0: bit for bit what c10::BFloat16(float) does. The
+  // result is the top half of the returned word.
+  static BitsVec round(Vec v) {
+    const BitsVec bits = (BitsVec)v;
+    const BitsVec rounded = bits + 0x7FFFu + ((bits >> 16) & 1u);
+    return v != v ? BitsVec{} + 0x7FC00000u : rounded;
+  }
+  static void store(c10::BFloat16* p, Vec even, Vec odd) {
+    const BitsVec words = (round(odd) & 0xFFFF0000u) | (round(even) >> 16);
+    std::memcpy(p, &words, sizeof(words));
+  }
+};
+
+// float16: x86-64's baseline has no float16 conversion instruction (element-by-element
+// conversions made float16 rows 20x slower than float32 ones); F16C converts a vector at a
+// time.
+// Both round to nearest even like c10::Half (F16C keeps a NaN's payload where c10 writes
+// 0x7E00).
+template <>
+struct Pack<c10::Half> {
+  using Vec = FloatVec;
+  static constexpr int64_t kLanes = kFloatLanes, kSize = 2 * kLanes;
+#if KMIXUP_VEC_BYTES == 32
+  static void load(const c10::Half* p, Vec& lo, Vec& hi) {
+    lo = (Vec)_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    hi = (Vec)_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + kLanes)));
+  }
+  static void store(c10::Half* p, Vec lo, Vec hi) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
+                     _mm256_cvtps_ph((__m256)lo, _MM_FROUND_TO_NEAREST_INT));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p + kLanes),
+                     _mm256_cvtps_ph((__m256)hi, _MM_FROUND_TO_NEAREST_INT));
+  }
+#elif KMIXUP_VEC_BYTES == 64  // all-ones masks: GCC 12 warns on the unmasked forms
+  static void load(const c10::Half* p, Vec& lo, Vec& hi) {
+    lo = (Vec)_mm512_maskz_cvtph_ps(0xFFFF, _mm256_loadu_si256((const __m256i*)p));
+    hi = (Vec)_mm512_maskz_cvtph_ps(0xFFFF, _mm256_loadu_si256((const __m256i*)(p + kLanes)));
+  }
+  static void store(c10::Half* p, Vec lo, Vec hi) {
+    _mm256_storeu_si256((__m256i*)p,
+                        _mm512_maskz_cvtps_ph(0xFFFF, (__m512)lo, _MM_FROUND_TO_NEAREST_INT));
+    _mm256_storeu_si256((__m256i*)(p + kLanes),
+                        _mm512_maskz_cvtps_ph(0xFFFF, (__m512)hi, _MM_FROUND_TO_NEAREST_INT));
+  }
+#else
+  static void load(const c10::Half* p, Vec& lo, Vec& hi) {
+    for (int64_t l = 0; l < kLanes; ++l) {
+      lo[l] = static_cast<float>(p[l]);
+      hi[l] = static_cast<float>(p[kLanes + l]);
+    }
+  }
+  static void store(c10::Half* p, Vec lo, Vec hi) {
+    for (int64_t l = 0; l < kLanes; ++l) {
+      p[l] = static_cast<c10::Half>(lo[l]);
+      p[kLanes + l] = static_cast<c10::Half>(hi[l]);
+    }
+  }
+#endif
+};
+
+// sum((a - b)^2) over n elements. Differences and squares are taken in acc_t everywhere
+// (SIMD body and scalar tail alike), so a square that overflows float is inf wherever it
+// falls. Four independent vector accumulators, flushed into a double every kFlush elements,
+// so the error stays at float rounding even for rows of 1e6+.
+template <typename scalar_t>
+double row_sq_dist(const scalar_t* a, const scalar_t* b, int64_t n) {
+  using P = Pack<scalar_t>;
+  constexpr int64_t kStep = 2 * P::kSize, kFlush = 4096;
+  double total = 0.0;
+  int64_t j = 0;
+  while (j + kStep <= n) {
+    const int64_t stop = std::min(n, j + kFlush);
+    typename P::Vec acc[4] = {};
+    for (; j + kStep <= stop; j += kStep) {
+      for (int64_t k = 0; k < 2; ++k) {
+        typename P::Vec a_lo, a_hi, b_lo, b_hi;
+        P::load(a + j + k * P::kSize, a_lo, a_hi);
+        P::load(b + j + k * P::kSize, b_lo, b_hi);
+        const auto diff_lo = a_lo - b_lo, diff_hi = a_hi - b_hi;
+        acc[2 * k] += diff_lo * diff_lo;
+        acc[2 * k + 1] += diff_hi * diff_hi;
+      }
+    }
+    for (const auto& v : acc) {
+      for (int64_t l = 0; l < P::kLanes; ++l) total += v[l];
+    }
+  }
+  for (; j < n; ++j) {
+    const acc_t<scalar_t> diff =
+        static_cast<acc_t<scalar_t>>(a[j]) - static_cast<acc_t<scalar_t>>(b[j]);
+    total += diff * diff;
+  }
+  return total;
+}
+
+// out = wa * a + wb * b over n elements (out may alias a), in acc_t, with the same
+// operations for every instruction set (no fused multiply-add), so every CPU writes the
+// same bits.
+template <typename scalar_t>
+void mix_row(const scalar_t* a, acc_t<scalar_t> wa, const scalar_t* b, acc_t<scalar_t> wb,
+             scalar_t* out, int64_t n) {
+#if defined(__clang__)
+#pragma clang fp contract(off)  // see KMIXUP_TARGET_BEGIN in rows.h
+#endif
+  using P = Pack<scalar_t>;
+  const typename P::Vec va = wa - typename P::Vec{}, vb = wb - typename P::Vec{};
+  int64_t j = 0;
+  for (; j + P::kSize <= n; j += P::kSize) {
+    typename P::Vec a_lo, a_hi, b_lo, b_hi;
+    P::load(a + j, a_lo, a_hi);
+    P::load(b + j, b_lo, b_hi);
+    P::store(out + j, va * a_lo + vb * b_lo, va * a_hi + vb * b_hi);
+  }
+  for (; j < n; ++j) {
+    out[j] = static_cast<scalar_t>(wa * static_cast<acc_t<scalar_t>>(a[j]) +
+                                   wb * static_cast<acc_t<scalar_t>>(b[j]));
+  }
+}
