@@ -642,12 +642,16 @@ KMIXUP_HD SymCdf<T> sym_cdf_series(T s, T x, T d, T log_xy, T log_sb) {
   const T w = near_end ? x : d * d;
   const T front = ::exp(s * log_xy - log_sb);
   const T scale = near_end ? front : T(2) * s * d * front;
-  const T tol = kQuantile ? T(0) : Sym<T>::kCdfTol;
+  // Terms stop below limit: eps (the sum is 1 + its terms), or for the CDF where the rest
+  // times scale is below kCdfTol (the rest is then below the last term: the ratio of terms
+  // falls towards w <= 1/4, below 1/2 long before).
+  const T limit = kQuantile ? Sym<T>::kEps : ::fmax(Sym<T>::kEps, Sym<T>::kCdfTol / scale);
+  // Two terms per step, with one division.
   T term = 1, sum = 1;
-  for (int n = 1; n <= kSymSeriesTerms && term > Sym<T>::kEps * sum && term * scale > tol;
-       ++n) {
-    term *= (a + T(n)) / (b + T(n)) * w;
-    sum += term;
+  for (T n = 1; term > limit && n < T(kSymSeriesTerms); n += T(2)) {
+    const T next = term * (w * (a + n) / ((b + n) * (b + n + T(1))));  // term n + 1 / (b + n + 1)
+    sum += next * ((b + n + T(1)) + w * (a + n + T(1)));
+    term = next * (w * (a + n + T(1)));
   }
   return {near_end ? scale * sum : T(0.5) - scale * sum, s * front / (T(1) - x)};
 }
