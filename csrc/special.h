@@ -642,13 +642,14 @@ KMIXUP_HD SymCdf<T> sym_cdf_series(T s, T x, T d, T log_xy, T log_sb) {
   const T w = near_end ? x : d * d;
   const T front = ::exp(s * log_xy - log_sb);
   const T scale = near_end ? front : T(2) * s * d * front;
-  // Terms stop below limit: eps (the sum is 1 + its terms), or for the CDF where the rest
+  // The terms stop below eps (the sum is 1 + its terms), and for the CDF where the rest
   // times scale is below kCdfTol (the rest is then below the last term: the ratio of terms
   // falls towards w <= 1/4, below 1/2 long before).
-  const T limit = kQuantile ? Sym<T>::kEps : ::fmax(Sym<T>::kEps, Sym<T>::kCdfTol / scale);
+  const T tol = kQuantile ? T(0) : Sym<T>::kCdfTol;
   // Two terms per step, with one division.
   T term = 1, sum = 1;
-  for (T n = 1; term > limit && n < T(kSymSeriesTerms); n += T(2)) {
+  for (T n = 1; term > Sym<T>::kEps && term * scale > tol && n < T(kSymSeriesTerms);
+       n += T(2)) {
     const T next = term * (w * (a + n) / ((b + n) * (b + n + T(1))));  // term n + 1 / (b + n + 1)
     sum += next * ((b + n + T(1)) + w * (a + n + T(1)));
     term = next * (w * (a + n + T(1)));
@@ -699,18 +700,23 @@ KMIXUP_HD T sym_log_sb(T s) {
     return T(kLog2) + T(2) * ::lgamma(T(1) + s) - ::lgamma(T(1) + T(2) * s);
   }
   if (s < T(kSymTaylorBelow)) {
-    T acc = T(kSymLogSbTaylor[12]);
-    for (int k = 11; k >= 0; --k) acc = T(kSymLogSbTaylor[k]) + s * acc;
-    return T(kLog2) + s * s * acc;
+    // The even and the odd powers as two shorter chains, in s^2.
+    const T s2 = s * s;
+    T even = T(kSymLogSbTaylor[12]), odd = T(kSymLogSbTaylor[11]);
+    for (int k = 10; k >= 0; k -= 2) even = T(kSymLogSbTaylor[k]) + s2 * even;
+    for (int k = 9; k >= 1; k -= 2) odd = T(kSymLogSbTaylor[k]) + s2 * odd;
+    return T(kLog2) + s2 * (even + s * odd);
   }
-  T m = s, num = 1, den = 1;
-  int steps = 0;
-  for (; m < Sym<T>::kGammaFrom; m += T(1), ++steps) {
-    num *= m + T(1);
-    den *= T(2) * m + T(1);
+  // A fixed number of steps, kGammaFrom, so that the loop unrolls without branches; as
+  // two interleaved products each of num and den, for a shorter chain.
+  constexpr int kSteps = int(Sym<T>::kGammaFrom);
+  T num[2] = {1, 1}, den[2] = {1, 1};
+  for (int k = 0; k < kSteps; ++k) {
+    num[k % 2] *= s + T(k + 1);
+    den[k % 2] *= T(2) * s + T(2 * k + 1);
   }
-  const T ratio = den / num;
-  return sym_log_sb_asymptotic(m, T(kPi) * m * ratio * ratio) + T(steps) * T(kLog2);
+  const T m = s + T(kSteps), ratio = (den[0] * den[1]) / (num[0] * num[1]);
+  return sym_log_sb_asymptotic(m, T(kPi) * m * ratio * ratio) + T(kSteps) * T(kLog2);
 }
 
 // I_x(s, s) for 0 < s < inf and x = near in (0, 1/2] (see SymPoint): log u = log(4x(1 - x))
