@@ -727,6 +727,8 @@ KMIXUP_HD T sym_cdf_lower(T s, double near) {
   const T x = T(near), d = T(1.0 - 2.0 * near);
   if (s >= Sym<T>::kGammaFrom) {
     const T big = s - T(0.25);
+    // z >= big d^2 (-log(1 - t) >= t): past kMaxZ, I is 0 without a log.
+    if (big * (d * d) > Sym<T>::kMaxZ) return T(0);
     const T log_u = x < T(0.25) ? ::log(T(4) * x * (T(1) - x)) : ::log1p(-d * d);
     return sym_cdf_gamma(::sqrt(-big * log_u), big).value;
   }
@@ -847,20 +849,20 @@ KMIXUP_HD double betaincinv(double a, double b, double y) {
 
 enum Warping : int { kBetaCdf = 0, kInverseBetaCdf = 1, kNone = 2 };
 
-// SK Mixup steps 2-3 for a finite squared distance: tau_max * exp(-(dn - 1) / (2 tau_std^2)),
-// evaluated as exp(log(tau_max) - ...) so that an extreme tau_max and an extreme exponent
-// may cancel instead of overflowing first. dn == 1 gives tau_max exactly: the limit of a
+// SK Mixup steps 2-3 for a finite squared distance: log tau for
+// tau = tau_max * exp(-(dn - 1) / (2 tau_std^2)), as log(tau_max) - ... so that an extreme
+// tau_max and an extreme exponent may cancel instead of overflowing first. dn == 1 gives tau_max exactly: the limit of a
 // vanishing width (tau_std^2 underflowing to 0 would otherwise make it 0 / 0), which for
 // every other dn is a step: tau = 0 above the mean, inf below it.
-KMIXUP_HD double similarity_tau(double sq_dist, double mean_sq_dist, double tau_max,
-                                double tau_std) {
+KMIXUP_HD double similarity_log_tau(double sq_dist, double mean_sq_dist, double tau_max,
+                                    double tau_std) {
   const double dn = mean_sq_dist > 0.0 ? sq_dist / mean_sq_dist : 0.0;
   const double excess = dn - 1.0;
   // An infinitely far pair (d / mean overflowing) is tau = 0 whatever the width.
   const double exponent = excess == 0.0 || ::isinf(excess)
                               ? excess
                               : excess / (2.0 * (tau_std * tau_std));
-  return ::exp(::log(tau_max) - exponent);
+  return ::log(tau_max) - exponent;
 }
 
 // SK Mixup steps 2-4 (docs/design.md) for one pair, as tau64, warp64 and kernel_mix's non-finite
@@ -874,9 +876,11 @@ KMIXUP_HD T pair_coefficient(double sq_dist, double mean_sq_dist, double lam, do
                              double tau_std, int warping) {
   if (warping == kNone) return T(lam);
   if (!::isfinite(sq_dist)) return T(1);
-  const double tau = similarity_tau(sq_dist, mean_sq_dist, tau_max, tau_std);
-  if (warping == kBetaCdf) return detail::sym_betainc(T(1.0 / tau), lam);
-  if (warping == kInverseBetaCdf) return detail::sym_betaincinv(T(tau), lam);
+  const double log_tau = similarity_log_tau(sq_dist, mean_sq_dist, tau_max, tau_std);
+  // beta_cdf's shape 1 / tau as exp(-log tau): no division (it differs from 1 / tau by an
+  // ulp, which moves I by an ulp at most).
+  if (warping == kBetaCdf) return detail::sym_betainc(T(::exp(-log_tau)), lam);
+  if (warping == kInverseBetaCdf) return detail::sym_betaincinv(T(::exp(log_tau)), lam);
   return T(NAN);  // an unknown warping: make the caller's mistake visible
 }
 

@@ -44,7 +44,7 @@ def _lams(shape, dtype):
 
 def _coefficients(shape, lam, dtype, warping, lam_dtype=None):
     """The kernel's coefficients at this shape (1/tau for beta_cdf, tau for the inverse),
-    and the shape as the kernel formed it (tau = exp(log(tau_max)), in float64). lam is
+    and the shape as the kernel formed it (from log tau = log(tau_max), in float64). lam is
     passed as lam_dtype (default: float64 for float64 data, else float32)."""
     n = len(lam)
     x = torch.zeros(2 * n, 1, dtype=dtype)
@@ -56,8 +56,8 @@ def _coefficients(shape, lam, dtype, warping, lam_dtype=None):
     tau_max = 1.0 / shape if warping == "beta_cdf" else shape
     _, coeff = ops.kernel_mix(x, perm, lam2, x, tau_max, 0.25, warping)
     assert coeff.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
-    tau = math.exp(math.log(tau_max))
-    return coeff[::2].double().numpy(), (1.0 / tau if warping == "beta_cdf" else tau)
+    log_tau = math.log(tau_max)  # beta_cdf's shape 1 / tau is formed as exp(-log tau)
+    return coeff[::2].double().numpy(), math.exp(-log_tau if warping == "beta_cdf" else log_tau)
 
 
 def _mp_cdf(s, x):
