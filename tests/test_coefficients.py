@@ -155,6 +155,32 @@ def test_coefficient_accuracy_over_the_shape_range(shape, warping, dtype, lam_dt
         assert got[y == value].tolist() == [value]
 
 
+# The regimes of csrc/special.h's symmetric path change at these shapes: log(s B(s, s)) from
+# its Taylor series below 1/32, shifted to the asymptotic series below 8, which is also where
+# the double CDF leaves its power series for the Gamma expansion (3 in float).
+REGIME_EDGES = [1 / 32, 3.0, 8.0]
+
+
+@needs_compiled
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("warping", ["beta_cdf", "inverse_beta_cdf"])
+def test_coefficient_accuracy_densely_across_the_series_regimes(warping, dtype):
+    """Shapes on a log grid over the power-series regimes and at each regime edge (and an ulp
+    either side), each at lam dense over [0, 1] as well as _lams' points."""
+    grid = np.geomspace(1e-4, 12.0, 25).tolist()
+    edges = [e * (1 + k * 1e-12) for e in REGIME_EDGES for k in (-1, 0, 1)]
+    for shape in grid + edges:
+        lam = torch.cat([_lams(shape, torch.float64),
+                         torch.linspace(0, 1, 101, dtype=torch.float64)]).unique()
+        got, s = _coefficients(shape, lam, dtype, warping, torch.float64)
+        y = lam.numpy()
+        if warping == "beta_cdf":
+            err = np.abs(got - _cdf(s, y))
+        else:
+            err = _quantile_error(s, y, got, dtype)
+        assert err.max() <= TOL[dtype], (shape, y[err.argmax()], got[err.argmax()], err.max())
+
+
 @needs_compiled
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("warping", ["beta_cdf", "inverse_beta_cdf"])
