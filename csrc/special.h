@@ -508,8 +508,8 @@ KMIXUP_HD bool outside_interior(double a, double b, double t, bool inverse, doub
 // * s below it: the power series with positive terms,
 //   I_x(a, b) = x^a (1 - x)^b / (a B(a, b)) sum_n (a + b)_n / (a + 1)_n x^n,
 //   in x for x <= 1/4, and for I_t(1/2, s) in t for x > 1/4, so that the ratio of terms
-//   stays near 1/4. log(s B(s, s)) = log 2 + 2 lgamma(1 + s) - lgamma(1 + 2s) has no
-//   cancellation, down to s = 1e-30 in float.
+//   stays near 1/4; both share the front x^s (1 - x)^s / (s B(s, s)). log(s B(s, s))
+//   (sym_log_sb) has no cancellation, down to s = 1e-30 in float.
 //
 // The quantile runs Newton on log I against log x from a close start (the power-law tail
 // x^s / (s B(s, s)) = y deep in the tail; else the erfc term of the Gamma expansion for
@@ -657,19 +657,6 @@ KMIXUP_HD SymCdf<T> sym_cdf_series(T s, T x, T d, T log_xy, T log_sb) {
   return {near_end ? scale * sum : T(0.5) - scale * sum, s * front / (T(1) - x)};
 }
 
-// log(s B(s, s)) - log 2 = 2 lgamma(1 + s) - lgamma(1 + 2s) = sum_{k >= 2} c_k s^k,
-// c_k = (-1)^k zeta(k) (2 - 2^k) / k (c_1 = 0): below kSymTaylorBelow 13 terms reach double
-// precision relative to its size ~ -zeta(2) s^2, as the quantile of a small s needs (x^s
-// carries an error of log(s B) to x as its relative error over s).
-constexpr double kSymTaylorBelow = 1.0 / 32;
-constexpr double kSymLogSbTaylor[13] = {
-    -1.64493406684822643647, 2.40411380631918857080,  -3.78813131798898367031,
-    6.22156653086021955799,  -10.5125449738393077771, 18.1502869928746108831,
-    -31.8794560592847327753, 56.7804755934779921503,  -102.301645578063008321,
-    186.091919080366220408,  -341.250623195770262478, 630.077309408974448162,
-    -1170.21452621060940732,
-};
-
 // log(s B(s, s)) for s >= 8 (or >= 3 in float): B(s, s) = 2^(1 - 2s) sqrt(pi) Gamma(s) /
 // Gamma(s + 1/2) and the asymptotic series of log(Gamma(s + 1/2) / (sqrt(s) Gamma(s))),
 // c_k = -B_2k (2 - 2^(1 - 2k)) / (2k (2k - 1)) over s^(2k - 1): < 2e-15 at s = 8 (float: the
@@ -691,7 +678,7 @@ KMIXUP_HD T sym_log_sb_asymptotic(T s, T scaled) {
 // log(s B(s, s)), without cancellation down to s = 1e-30 in float: at and above
 // Sym<T>::kGammaFrom the asymptotic series; below it, in double, the Taylor series near 0,
 // else m = s + n >= kGammaFrom reached by (m + 1) B(m + 1, m + 1) = m B(m, m) (m + 1) /
-// (2 (2m + 1)), one log for all n steps (~2e-15 absolute, relative to x^s that is ~1e-13 at
+// (2 (2m + 1)), one log for all n steps (~1e-14 absolute; relative to x^s, ~5e-13 at
 // s = 1/32); in float from lgamma (Sym<float>::kLogSbByShift).
 template <typename T>
 KMIXUP_HD T sym_log_sb(T s) {
@@ -699,12 +686,23 @@ KMIXUP_HD T sym_log_sb(T s) {
   if (!Sym<T>::kLogSbByShift) {
     return T(kLog2) + T(2) * ::lgamma(T(1) + s) - ::lgamma(T(1) + T(2) * s);
   }
-  if (s < T(kSymTaylorBelow)) {
+  if (s < T(1.0 / 32)) {
+    // log(s B(s, s)) - log 2 = 2 lgamma(1 + s) - lgamma(1 + 2s) = sum_{k >= 2} c_k s^k,
+    // c_k = (-1)^k zeta(k) (2 - 2^k) / k (c_1 = 0): below 1/32, 13 terms reach double
+    // precision relative to its size ~ -zeta(2) s^2, as the quantile of a small s needs
+    // (x^s carries an error of log(s B) to x as its relative error over s).
+    static constexpr double kTaylor[13] = {
+        -1.64493406684822643647, 2.40411380631918857080,  -3.78813131798898367031,
+        6.22156653086021955799,  -10.5125449738393077771, 18.1502869928746108831,
+        -31.8794560592847327753, 56.7804755934779921503,  -102.301645578063008321,
+        186.091919080366220408,  -341.250623195770262478, 630.077309408974448162,
+        -1170.21452621060940732,
+    };
     // The even and the odd powers as two shorter chains, in s^2.
     const T s2 = s * s;
-    T even = T(kSymLogSbTaylor[12]), odd = T(kSymLogSbTaylor[11]);
-    for (int k = 10; k >= 0; k -= 2) even = T(kSymLogSbTaylor[k]) + s2 * even;
-    for (int k = 9; k >= 1; k -= 2) odd = T(kSymLogSbTaylor[k]) + s2 * odd;
+    T even = T(kTaylor[12]), odd = T(kTaylor[11]);
+    for (int k = 10; k >= 0; k -= 2) even = T(kTaylor[k]) + s2 * even;
+    for (int k = 9; k >= 1; k -= 2) odd = T(kTaylor[k]) + s2 * odd;
     return T(kLog2) + s2 * (even + s * odd);
   }
   // A fixed number of steps, kGammaFrom, so that the loop unrolls without branches; as
