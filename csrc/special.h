@@ -540,8 +540,8 @@ struct Sym<double> {
   // The CDF's series stop once their rest is below this (absolute): a coefficient needs no
   // more (the quantile's, which needs its tail relatively, stop at kEps relative).
   static constexpr double kCdfTol = 1e-15;
-  // log(s B(s, s)) below kGammaFrom: a Taylor series, or shifted up to the asymptotic series.
-  // Float keeps lgamma: the shift leaves ~ulp(2) absolute, which the quantile of a small s
+  // log(s B(s, s)) from 1/32 to kGammaFrom: shifted up to the asymptotic series. Float keeps
+  // lgamma there: the shift leaves ~ulp(2) absolute, which the quantile of a small s
   // magnifies by 1 / s.
   static constexpr bool kLogSbByShift = true;
   static constexpr double kMaxZ = 750.0;  // e^-z underflows beyond
@@ -676,16 +676,13 @@ KMIXUP_HD T sym_log_sb_asymptotic(T s, T scaled) {
 }
 
 // log(s B(s, s)), without cancellation down to s = 1e-30 in float: at and above
-// Sym<T>::kGammaFrom the asymptotic series; below it, in double, the Taylor series near 0,
-// else m = s + n >= kGammaFrom reached by (m + 1) B(m + 1, m + 1) = m B(m, m) (m + 1) /
+// Sym<T>::kGammaFrom the asymptotic series; below 1/32 the Taylor series; in between, in
+// double, m = s + n >= kGammaFrom reached by (m + 1) B(m + 1, m + 1) = m B(m, m) (m + 1) /
 // (2 (2m + 1)), one log for all n steps (~1e-14 absolute; relative to x^s, ~5e-13 at
-// s = 1/32); in float from lgamma (Sym<float>::kLogSbByShift).
+// s = 1/32), in float from lgamma (Sym<float>::kLogSbByShift).
 template <typename T>
 KMIXUP_HD T sym_log_sb(T s) {
   if (s >= Sym<T>::kGammaFrom) return sym_log_sb_asymptotic(s, T(kPi) * s);
-  if (!Sym<T>::kLogSbByShift) {
-    return T(kLog2) + T(2) * ::lgamma(T(1) + s) - ::lgamma(T(1) + T(2) * s);
-  }
   if (s < T(1.0 / 32)) {
     // log(s B(s, s)) - log 2 = 2 lgamma(1 + s) - lgamma(1 + 2s) = sum_{k >= 2} c_k s^k,
     // c_k = (-1)^k zeta(k) (2 - 2^k) / k (c_1 = 0): below 1/32, 13 terms reach double
@@ -704,6 +701,9 @@ KMIXUP_HD T sym_log_sb(T s) {
     for (int k = 10; k >= 0; k -= 2) even = T(kTaylor[k]) + s2 * even;
     for (int k = 9; k >= 1; k -= 2) odd = T(kTaylor[k]) + s2 * odd;
     return T(kLog2) + s2 * (even + s * odd);
+  }
+  if (!Sym<T>::kLogSbByShift) {
+    return T(kLog2) + T(2) * ::lgamma(T(1) + s) - ::lgamma(T(1) + T(2) * s);
   }
   // A fixed number of steps, kGammaFrom, so that the loop unrolls without branches; as
   // two interleaved products each of num and den, for a shorter chain.

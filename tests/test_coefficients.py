@@ -156,8 +156,9 @@ def test_coefficient_accuracy_over_the_shape_range(shape, warping, dtype, lam_dt
 
 
 # The regimes of csrc/special.h's symmetric path change at these shapes: log(s B(s, s)) from
-# its Taylor series below 1/32, shifted to the asymptotic series below 8, which is also where
-# the double CDF leaves its power series for the Gamma expansion (3 in float).
+# its Taylor series below 1/32, above it shifted to the asymptotic series below 8 (float:
+# lgamma), which is also where the double CDF leaves its power series for the Gamma
+# expansion (3 in float).
 REGIME_EDGES = [1 / 32, 3.0, 8.0]
 
 
