@@ -508,8 +508,8 @@ KMIXUP_HD bool outside_interior(double a, double b, double t, bool inverse, doub
 // * s below it: the power series with positive terms,
 //   I_x(a, b) = x^a (1 - x)^b / (a B(a, b)) sum_n (a + b)_n / (a + 1)_n x^n,
 //   in x for x <= 1/4, and for I_t(1/2, s) in t for x > 1/4, so that the ratio of terms
-//   stays near 1/4. log(s B(s, s)) = log 2 + 2 lgamma(1 + s) - lgamma(1 + 2s) has no
-//   cancellation, down to s = 1e-30 in float.
+//   stays near 1/4; both share the front x^s (1 - x)^s / (s B(s, s)). log(s B(s, s))
+//   (sym_log_sb) has no cancellation, down to s = 1e-30 in float.
 //
 // The quantile runs Newton on log I against log x from a close start (the power-law tail
 // x^s / (s B(s, s)) = y deep in the tail; else the erfc term of the Gamma expansion for
@@ -537,6 +537,13 @@ struct Sym<double> {
   // Newton stops after a step this small (relative): what remains is its square.
   static constexpr double kStepTol = 1e-8;
   static constexpr double kAbsTol = 1e-13;
+  // The CDF's series stop once their rest is below this (absolute): a coefficient needs no
+  // more (the quantile's, which needs its tail relatively, stop at kEps relative).
+  static constexpr double kCdfTol = 1e-15;
+  // log(s B(s, s)) from 1/32 to kGammaFrom: shifted up to the asymptotic series. Float keeps
+  // lgamma there: the shift leaves ~ulp(2) absolute, which the quantile of a small s
+  // magnifies by 1 / s.
+  static constexpr bool kLogSbByShift = true;
   static constexpr double kMaxZ = 750.0;  // e^-z underflows beyond
   static constexpr double kLogMin = kLogTiny;
   static constexpr double kMinNormal = DBL_MIN;
@@ -550,6 +557,8 @@ struct Sym<float> {
   static constexpr float kEps = FLT_EPSILON;
   static constexpr float kStepTol = 3e-4f;
   static constexpr float kAbsTol = 1e-7f;
+  static constexpr float kCdfTol = 1e-8f;
+  static constexpr bool kLogSbByShift = false;
   static constexpr float kMaxZ = 110.0f;
   static constexpr float kLogMin = -103.0f;  // near log of float's smallest subnormal
   static constexpr float kMinNormal = FLT_MIN;
@@ -618,64 +627,111 @@ KMIXUP_HD SymPoint<T> sym_point(double near) {
   return {x, T(1.0 - 2.0 * near), x >= Sym<T>::kMinNormal ? T(::log(x)) : T(::log(near))};
 }
 
-// log u = log(4x(1 - x)), without the cancellation of either form where it would occur.
-template <typename T>
-KMIXUP_HD T sym_log_u(const SymPoint<T>& p) {
-  if (p.x < T(0.25)) return T(2 * kLog2) + p.log_x + ::log1p(-p.x);
-  return ::log1p(-p.d * p.d);
-}
-
-// The series regime; log_sb = log(s B(s, s)).
-template <typename T>
-KMIXUP_HD SymCdf<T> sym_cdf_series(T s, const SymPoint<T>& p, T log_sb) {
-  const T x = p.x, log_x = p.log_x, log_y = ::log1p(-x);
-  if (x <= T(0.25)) {
-    T term = 1, sum = 1;
-    for (int n = 1; n <= kSymSeriesTerms && term > Sym<T>::kEps * sum; ++n) {
-      term *= (T(2) * s + T(n - 1)) / (s + T(n)) * x;
-      sum += term;
-    }
-    // d I / d log x = x pdf(x) = s x^s (1 - x)^(s - 1) / (s B(s, s)).
-    const T front = ::exp(s * (log_x + log_y) - log_sb);
-    return {front * sum, s * front / (T(1) - x)};
-  }
-  const T d = p.d, t = d * d;
+// The series regime at x in (0, 1/2] with d = 1 - 2x, given log(x (1 - x)) and
+// log_sb = log(s B(s, s)). Both series have the front F = x^s (1 - x)^s / (s B(s, s)):
+// I = F sum_n (2s)_n / (s + 1)_n x^n, and by the duplication formula
+// I = 1/2 - 2 s d F sum_n (s + 1/2)_n / (3/2)_n t^n with t = d^2 (B(1/2, s) / 2 =
+// s B(s, s) 4^(1 - s) / s). kQuantile: the sums run to relative precision, which the
+// quantile's tail needs; the CDF's stop once the rest is below Sym<T>::kCdfTol absolute.
+// The slope is d I / d log x = x pdf(x) = s F / (1 - x).
+template <typename T, bool kQuantile>
+KMIXUP_HD SymCdf<T> sym_cdf_series(T s, T x, T d, T log_xy, T log_sb) {
+  const bool near_end = x <= T(0.25);
+  // Term n + 1 is term n times (a + n) / (b + n) w.
+  const T a = near_end ? T(2) * s - T(1) : s - T(0.5), b = near_end ? s : T(0.5);
+  const T w = near_end ? x : d * d;
+  const T front = ::exp(s * log_xy - log_sb);
+  const T scale = near_end ? front : T(2) * s * d * front;
+  // The terms stop below eps (the sum is 1 + its terms), and for the CDF where the rest
+  // times scale is below kCdfTol (the rest is then below the last term: the ratio of terms
+  // falls towards w <= 1/4, below 1/2 long before).
+  const T tol = kQuantile ? T(0) : Sym<T>::kCdfTol;
+  // Two terms per step, with one division.
   T term = 1, sum = 1;
-  for (int n = 1; n <= kSymSeriesTerms && term > Sym<T>::kEps * sum; ++n) {
-    term *= (s + T(n) - T(0.5)) / (T(n) + T(0.5)) * t;
-    sum += term;
+  for (T n = 1; term > Sym<T>::kEps && term * scale > tol && n < T(kSymSeriesTerms);
+       n += T(2)) {
+    const T next = term * (w * (a + n) / ((b + n) * (b + n + T(1))));  // term n + 1 / (b + n + 1)
+    sum += next * ((b + n + T(1)) + w * (a + n + T(1)));
+    term = next * (w * (a + n + T(1)));
   }
-  // log(B(1/2, s) / 2) = log(s B(s, s)) - log s + (2s - 2) log 2.
-  const T log_half_b = log_sb - ::log(s) + (T(2) * s - T(2)) * T(kLog2);
-  const T upper = ::exp(::log(d) + s * ::log1p(-t) - log_half_b) * sum;
-  const T density = s * ::exp(s * (log_x + log_y) - log_sb) / (T(1) - x);
-  return {T(0.5) - T(0.5) * upper, density};
+  return {near_end ? scale * sum : T(0.5) - scale * sum, s * front / (T(1) - x)};
 }
 
-// log(s B(s, s)): from lgamma below kGammaFrom (no cancellation down to s = 1e-30 in
-// float), above it from B(s, s) = 2^(1 - 2s) sqrt(pi) Gamma(s) / Gamma(s + 1/2) and the
-// asymptotic series of log(Gamma(s + 1/2) / (sqrt(s) Gamma(s))), < 2e-8 at s = 3, < 1e-12 at 8.
-// (Its absolute error grows like eps s; the quantile moves by that over s, the slope.)
+// log(s B(s, s)) for s >= 8 (or >= 3 in float): B(s, s) = 2^(1 - 2s) sqrt(pi) Gamma(s) /
+// Gamma(s + 1/2) and the asymptotic series of log(Gamma(s + 1/2) / (sqrt(s) Gamma(s))),
+// c_k = -B_2k (2 - 2^(1 - 2k)) / (2k (2k - 1)) over s^(2k - 1): < 2e-15 at s = 8 (float: the
+// first five terms leave < 2e-8 at s = 3). scaled is pi s, or pi s times the square of a
+// factor that the shift below folds into the same log.
+template <typename T>
+KMIXUP_HD T sym_log_sb_asymptotic(T s, T scaled) {
+  const T r = T(1) / s, r2 = r * r;
+  const T c =
+      r * (T(-1.0 / 8) +
+           r2 * (T(1.0 / 192) +
+                 r2 * (T(-1.0 / 640) +
+                       r2 * (T(17.0 / 14336) +
+                             r2 * (T(-31.0 / 18432) +
+                                   r2 * (T(691.0 / 180224) + r2 * T(-5461.0 / 425984)))))));
+  return T(0.5) * ::log(scaled) + (T(1) - T(2) * s) * T(kLog2) - c;
+}
+
+// log(s B(s, s)), without cancellation down to s = 1e-30 in float: at and above
+// Sym<T>::kGammaFrom the asymptotic series; below 1/32 the Taylor series; in between, in
+// double, m = s + n >= kGammaFrom reached by (m + 1) B(m + 1, m + 1) = m B(m, m) (m + 1) /
+// (2 (2m + 1)), one log for all n steps (~1e-14 absolute; relative to x^s, ~5e-13 at
+// s = 1/32), in float from lgamma (Sym<float>::kLogSbByShift).
 template <typename T>
 KMIXUP_HD T sym_log_sb(T s) {
-  if (s < Sym<T>::kGammaFrom) {
+  if (s >= Sym<T>::kGammaFrom) return sym_log_sb_asymptotic(s, T(kPi) * s);
+  if (s < T(1.0 / 32)) {
+    // log(s B(s, s)) - log 2 = 2 lgamma(1 + s) - lgamma(1 + 2s) = sum_{k >= 2} c_k s^k,
+    // c_k = (-1)^k zeta(k) (2 - 2^k) / k (c_1 = 0): below 1/32, 13 terms reach double
+    // precision relative to its size ~ -zeta(2) s^2, as the quantile of a small s needs
+    // (x^s carries an error of log(s B) to x as its relative error over s).
+    static constexpr double kTaylor[13] = {
+        -1.64493406684822643647, 2.40411380631918857080,  -3.78813131798898367031,
+        6.22156653086021955799,  -10.5125449738393077771, 18.1502869928746108831,
+        -31.8794560592847327753, 56.7804755934779921503,  -102.301645578063008321,
+        186.091919080366220408,  -341.250623195770262478, 630.077309408974448162,
+        -1170.21452621060940732,
+    };
+    // The even and the odd powers as two shorter chains, in s^2.
+    const T s2 = s * s;
+    T even = T(kTaylor[12]), odd = T(kTaylor[11]);
+    for (int k = 10; k >= 0; k -= 2) even = T(kTaylor[k]) + s2 * even;
+    for (int k = 9; k >= 1; k -= 2) odd = T(kTaylor[k]) + s2 * odd;
+    return T(kLog2) + s2 * (even + s * odd);
+  }
+  if (!Sym<T>::kLogSbByShift) {
     return T(kLog2) + T(2) * ::lgamma(T(1) + s) - ::lgamma(T(1) + T(2) * s);
   }
-  const T r = T(1) / s, r2 = r * r;
-  const T c = r * (T(-1.0 / 8) +
-                   r2 * (T(1.0 / 192) +
-                         r2 * (T(-1.0 / 640) + r2 * (T(17.0 / 14336) + r2 * T(-31.0 / 18432)))));
-  return T(0.5) * ::log(T(kPi) * s) + (T(1) - T(2) * s) * T(kLog2) - c;
+  // A fixed number of steps, kGammaFrom, so that the loop unrolls without branches; as
+  // two interleaved products each of num and den, for a shorter chain.
+  constexpr int kSteps = int(Sym<T>::kGammaFrom);
+  T num[2] = {1, 1}, den[2] = {1, 1};
+  for (int k = 0; k < kSteps; ++k) {
+    num[k % 2] *= s + T(k + 1);
+    den[k % 2] *= T(2) * s + T(2 * k + 1);
+  }
+  const T m = s + T(kSteps), ratio = (den[0] * den[1]) / (num[0] * num[1]);
+  return sym_log_sb_asymptotic(m, T(kPi) * m * ratio * ratio) + T(kSteps) * T(kLog2);
 }
 
-// I_x(s, s) for 0 < s < inf and 0 < x <= 1/2.
+// I_x(s, s) for 0 < s < inf and x = near in (0, 1/2] (see SymPoint): log u = log(4x(1 - x))
+// in the Gamma regime, in the form that does not cancel; log(x (1 - x)) for the series, from
+// near in double where x is below T's normal range (1 - x is 1 there).
 template <typename T>
-KMIXUP_HD T sym_cdf_lower(T s, const SymPoint<T>& p) {
+KMIXUP_HD T sym_cdf_lower(T s, double near) {
+  const T x = T(near), d = T(1.0 - 2.0 * near);
   if (s >= Sym<T>::kGammaFrom) {
     const T big = s - T(0.25);
-    return sym_cdf_gamma(::sqrt(-big * sym_log_u(p)), big).value;
+    // z >= big d^2 (-log(1 - t) >= t): past kMaxZ, I is 0 without a log.
+    if (big * (d * d) > Sym<T>::kMaxZ) return T(0);
+    const T log_u = x < T(0.25) ? ::log(T(4) * x * (T(1) - x)) : ::log1p(-d * d);
+    return sym_cdf_gamma(::sqrt(-big * log_u), big).value;
   }
-  return sym_cdf_series(s, p, sym_log_sb(s)).value;
+  const T log_xy = x >= Sym<T>::kMinNormal ? ::log(x * (T(1) - x)) : T(::log(near));
+  return sym_cdf_series<T, false>(s, x, d, log_xy, sym_log_sb(s)).value;
 }
 
 // I_x(s, s) and d I / d log x for 0 < x <= 1/2, relatively accurate in the lower tail, as
@@ -684,7 +740,9 @@ KMIXUP_HD T sym_cdf_lower(T s, const SymPoint<T>& p) {
 // above it as sym_cdf_lower.
 template <typename T>
 KMIXUP_HD SymCdf<T> sym_cdf_log_x(T s, const SymPoint<T>& p, T log_sb) {
-  if (p.x <= T(0.25) || s < Sym<T>::kGammaFrom) return sym_cdf_series(s, p, log_sb);
+  if (p.x <= T(0.25) || s < Sym<T>::kGammaFrom) {
+    return sym_cdf_series<T, true>(s, p.x, p.d, p.log_x + ::log1p(-p.x), log_sb);
+  }
   const T x = p.x, big = s - T(0.25), d = p.d, t = d * d;
   const T ell = t > T(0) ? -::log1p(-t) / t : T(1);  // z = big t ell
   const SymCdf<T> f = sym_cdf_gamma(d * ::sqrt(big * ell), big);
@@ -739,7 +797,7 @@ KMIXUP_HD T sym_betainc(T s, double lam) {
   if (outside_interior(s, s, lam, false, value)) return T(value);
   if (lam == 0.5) return T(0.5);
   const bool lower = lam < 0.5;
-  const T v = sym_cdf_lower(s, sym_point<T>(lower ? lam : 1.0 - lam));
+  const T v = sym_cdf_lower(s, lower ? lam : 1.0 - lam);
   return lower ? v : T(1) - v;
 }
 
@@ -789,20 +847,20 @@ KMIXUP_HD double betaincinv(double a, double b, double y) {
 
 enum Warping : int { kBetaCdf = 0, kInverseBetaCdf = 1, kNone = 2 };
 
-// SK Mixup steps 2-3 for a finite squared distance: tau_max * exp(-(dn - 1) / (2 tau_std^2)),
-// evaluated as exp(log(tau_max) - ...) so that an extreme tau_max and an extreme exponent
-// may cancel instead of overflowing first. dn == 1 gives tau_max exactly: the limit of a
+// SK Mixup steps 2-3 for a finite squared distance: log tau for
+// tau = tau_max * exp(-(dn - 1) / (2 tau_std^2)), as log(tau_max) - ... so that an extreme
+// tau_max and an extreme exponent may cancel instead of overflowing first. dn == 1 gives tau_max exactly: the limit of a
 // vanishing width (tau_std^2 underflowing to 0 would otherwise make it 0 / 0), which for
 // every other dn is a step: tau = 0 above the mean, inf below it.
-KMIXUP_HD double similarity_tau(double sq_dist, double mean_sq_dist, double tau_max,
-                                double tau_std) {
+KMIXUP_HD double similarity_log_tau(double sq_dist, double mean_sq_dist, double tau_max,
+                                    double tau_std) {
   const double dn = mean_sq_dist > 0.0 ? sq_dist / mean_sq_dist : 0.0;
   const double excess = dn - 1.0;
   // An infinitely far pair (d / mean overflowing) is tau = 0 whatever the width.
   const double exponent = excess == 0.0 || ::isinf(excess)
                               ? excess
                               : excess / (2.0 * (tau_std * tau_std));
-  return ::exp(::log(tau_max) - exponent);
+  return ::log(tau_max) - exponent;
 }
 
 // SK Mixup steps 2-4 (docs/design.md) for one pair, as tau64, warp64 and kernel_mix's non-finite
@@ -816,9 +874,11 @@ KMIXUP_HD T pair_coefficient(double sq_dist, double mean_sq_dist, double lam, do
                              double tau_std, int warping) {
   if (warping == kNone) return T(lam);
   if (!::isfinite(sq_dist)) return T(1);
-  const double tau = similarity_tau(sq_dist, mean_sq_dist, tau_max, tau_std);
-  if (warping == kBetaCdf) return detail::sym_betainc(T(1.0 / tau), lam);
-  if (warping == kInverseBetaCdf) return detail::sym_betaincinv(T(tau), lam);
+  const double log_tau = similarity_log_tau(sq_dist, mean_sq_dist, tau_max, tau_std);
+  // beta_cdf's shape 1 / tau as exp(-log tau): no division (it differs from 1 / tau by an
+  // ulp, which moves I by an ulp at most).
+  if (warping == kBetaCdf) return detail::sym_betainc(T(::exp(-log_tau)), lam);
+  if (warping == kInverseBetaCdf) return detail::sym_betaincinv(T(::exp(log_tau)), lam);
   return T(NAN);  // an unknown warping: make the caller's mistake visible
 }
 

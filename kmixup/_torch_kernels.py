@@ -59,7 +59,7 @@ def tau64(
     positive = mean > 0
     dn = torch.where(positive, d_fin / torch.where(positive, mean, 1.0), 0.0)
     dn = torch.where(finite, dn, torch.inf)
-    # As csrc/special.h's similarity_tau: dn == 1 is tau_max exactly, also when tau_std**2
+    # As csrc/special.h's similarity_log_tau: dn == 1 is tau_max exactly, also when tau_std**2
     # underflows to 0 (the step-kernel limit), and extremes of tau_max and of the exponent
     # cancel in the log instead of overflowing.
     excess = dn - 1.0

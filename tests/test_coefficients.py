@@ -44,7 +44,7 @@ def _lams(shape, dtype):
 
 def _coefficients(shape, lam, dtype, warping, lam_dtype=None):
     """The kernel's coefficients at this shape (1/tau for beta_cdf, tau for the inverse),
-    and the shape as the kernel formed it (tau = exp(log(tau_max)), in float64). lam is
+    and the shape as the kernel formed it (from log tau = log(tau_max), in float64). lam is
     passed as lam_dtype (default: float64 for float64 data, else float32)."""
     n = len(lam)
     x = torch.zeros(2 * n, 1, dtype=dtype)
@@ -56,8 +56,8 @@ def _coefficients(shape, lam, dtype, warping, lam_dtype=None):
     tau_max = 1.0 / shape if warping == "beta_cdf" else shape
     _, coeff = ops.kernel_mix(x, perm, lam2, x, tau_max, 0.25, warping)
     assert coeff.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
-    tau = math.exp(math.log(tau_max))
-    return coeff[::2].double().numpy(), (1.0 / tau if warping == "beta_cdf" else tau)
+    log_tau = math.log(tau_max)  # beta_cdf's shape 1 / tau is formed as exp(-log tau)
+    return coeff[::2].double().numpy(), math.exp(-log_tau if warping == "beta_cdf" else log_tau)
 
 
 def _mp_cdf(s, x):
@@ -153,6 +153,33 @@ def test_coefficient_accuracy_over_the_shape_range(shape, warping, dtype, lam_dt
     # The limits and the symmetry point are exact.
     for value in (0.0, 0.5, 1.0):
         assert got[y == value].tolist() == [value]
+
+
+# The regimes of csrc/special.h's symmetric path change at these shapes: log(s B(s, s)) from
+# its Taylor series below 1/32, above it shifted to the asymptotic series below 8 (float:
+# lgamma), which is also where the double CDF leaves its power series for the Gamma
+# expansion (3 in float).
+REGIME_EDGES = [1 / 32, 3.0, 8.0]
+
+
+@needs_compiled
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("warping", ["beta_cdf", "inverse_beta_cdf"])
+def test_coefficient_accuracy_densely_across_the_series_regimes(warping, dtype):
+    """Shapes on a log grid over the power-series regimes and at each regime edge (and an ulp
+    either side), each at lam dense over [0, 1] as well as _lams' points."""
+    grid = np.geomspace(1e-4, 12.0, 25).tolist()
+    edges = [e * (1 + k * 1e-12) for e in REGIME_EDGES for k in (-1, 0, 1)]
+    for shape in grid + edges:
+        lam = torch.cat([_lams(shape, torch.float64),
+                         torch.linspace(0, 1, 101, dtype=torch.float64)]).unique()
+        got, s = _coefficients(shape, lam, dtype, warping, torch.float64)
+        y = lam.numpy()
+        if warping == "beta_cdf":
+            err = np.abs(got - _cdf(s, y))
+        else:
+            err = _quantile_error(s, y, got, dtype)
+        assert err.max() <= TOL[dtype], (shape, y[err.argmax()], got[err.argmax()], err.max())
 
 
 @needs_compiled
