@@ -35,7 +35,8 @@ class KernelMixup:
     (``log G = log G' + log(U) / alpha``, ``G' ~ Gamma(alpha + 1)``, ``U ~ U(0, 1]``) so that
     it stays exact for any alpha: for tiny alpha the Gamma draws themselves underflow to 0
     (torch's Dirichlet sampler then returns 0.5 for alpha = 1e-20, where Beta(alpha, alpha)
-    is all but a coin flip between 0 and 1). No host sync.
+    is all but a coin flip between 0 and 1). Beta(1, 1), the default, is the uniform
+    distribution and is drawn as one. No host sync.
 
     Targets:
 

@@ -9,7 +9,7 @@ import torch
 from scipy import stats
 
 import kmixup
-from kmixup import KernelMixup, Mixup
+from kmixup import KernelMixup, Mixup, draws
 from kmixup import functional as F
 
 
@@ -156,6 +156,17 @@ def test_lam_follows_beta_alpha_alpha(alpha):
     assert stats.kstest(lam.numpy(), stats.beta(alpha, alpha).cdf).pvalue > 1e-3
     _, lam_batch = KernelMixup(mode="batch").sample(5, "cpu")
     assert lam_batch.shape == () and lam_batch.dtype == torch.float64
+
+
+def test_alpha_one_uniform_draw_matches_the_log_space_draw():
+    # Beta(1, 1) is drawn as a uniform; just above 1 the general log-space path runs.
+    cpu = torch.device("cpu")
+    uniform = draws.beta(1.0, 20000, cpu, gen(26))
+    log_space = draws.beta(math.nextafter(1.0, 2.0), 20000, cpu, gen(27))
+    assert uniform.dtype == log_space.dtype == torch.float64
+    assert ((uniform >= 0) & (uniform < 1)).all()
+    assert stats.kstest(uniform.numpy(), stats.beta(1, 1).cdf).pvalue > 1e-3
+    assert stats.ks_2samp(uniform.numpy(), log_space.numpy()).pvalue > 1e-3
 
 
 def test_half_precision_inputs():
