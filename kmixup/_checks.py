@@ -147,4 +147,8 @@ def check_num_classes(num_classes: object) -> None:
 
 def check_class_values(y: torch.Tensor, num_classes: int, name: str) -> None:
     if y.numel() and not bool(((y >= 0) & (y < num_classes)).all()):
-        raise ValueError(f"{name}: class indices must lie in [0, num_classes={num_classes})")
+        raise class_values_error(num_classes, name)
+
+
+def class_values_error(num_classes: int, name: str) -> ValueError:
+    return ValueError(f"{name}: class indices must lie in [0, num_classes={num_classes})")
