@@ -497,9 +497,9 @@ def _mix_targets(
         raise TypeError(
             f"{name} must be integer class indices or floating, got dtype {y.dtype}"
         )
-    if own_draw:
-        return torch.ops.kmixup.interpolate(y, perm, coeff)
-    if check_values:
-        C.check_perm_values(perm)
-        C.check_unit_interval_values(coeff, "coeff")
-    return torch.ops.kmixup.interpolate(y, perm.long(), _per_sample(coeff, batch))
+    if not own_draw:
+        if check_values:
+            C.check_perm_values(perm)
+            C.check_unit_interval_values(coeff, "coeff")
+        perm, coeff = perm.long(), _per_sample(coeff, batch)
+    return torch.ops.kmixup.interpolate(y, perm, coeff)
