@@ -40,7 +40,6 @@ namespace baseline {  // SSE2 on x86-64, NEON on ARM
 }  // namespace baseline
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define KMIXUP_ROWS_X86
 #define KMIXUP_PRAGMA(text) _Pragma(#text)
 // AVX-512 brings fused multiply-add, which the compiler would use for a * x + b * y: the
 // rounding would then differ from the other instruction sets, so contraction is off.
