@@ -81,6 +81,7 @@ class Info:
     backends: dict[str, str]
     extension: str
     cuda_kernels: bool  # whether the loaded extension registered CUDA kernels
+    cpu_row_loops: str  # the instruction set of the compiled CPU kernels' row loops
     build: dict | None
     cuda_arches: dict
     checks: list[Check]
@@ -111,11 +112,25 @@ def collect(self_check: bool = True, timing: bool = True) -> Info:
         backends=kmixup.backend_info(),
         extension=_extension(),
         cuda_kernels=_ops.has_compiled_kernel("cuda"),
+        cpu_row_loops=_cpu_row_loops(),
         build=build,
         cuda_arches=_cuda_arches(build),
         checks=[c for d in devices for c in self_checks(d)] if self_check else [],
         timings=[time_kernel_mix(d) for d in devices] if timing else [],
     )
+
+
+# The compiled CPU kernels pick their row loops as torch picks its CPU capability (the
+# same CPU features, the same ATEN_CPU_CAPABILITY cap; csrc/cpu/rows.h).
+_ROW_LOOPS = {"AVX512": "AVX-512", "AVX2": "AVX2 + F16C"}
+
+
+def _cpu_row_loops() -> str:
+    if not _ops.has_compiled_kernel("cpu"):
+        return "none (pure-PyTorch kernels)"
+    capability = torch.backends.cpu.get_cpu_capability()
+    return (f"{_ROW_LOOPS.get(capability, 'baseline (SSE2 on x86-64, NEON on ARM)')} "
+            f"(torch's CPU capability: {capability}; ATEN_CPU_CAPABILITY=default|avx2 caps it)")
 
 
 def _capability(index: int) -> tuple[int, int]:
@@ -294,6 +309,7 @@ def _format(info: Info) -> str:
     else:
         lines.append("  build record: none (kmixup/_build_info.json is written by setup.py)")
     lines.append("backends: " + ", ".join(f"{d}: {b}" for d, b in info.backends.items()))
+    lines.append(f"CPU row loops: {info.cpu_row_loops}")
     lines.append("CUDA architectures: " + "; ".join(
         f"{k}: {' '.join(v) or '-'}" for k, v in info.cuda_arches.items()))
     if info.checks:

@@ -2,7 +2,10 @@
 
 import json
 import math
+import os
 import re
+import subprocess
+import sys
 import warnings
 
 import torch
@@ -22,6 +25,7 @@ def test_report_lists_environment_every_op_and_a_timing_line(capsys):
     text = capsys.readouterr().out
     assert f"torch {torch.__version__}" in text and "backends: cpu: " in text
     assert "CUDA architectures: torch:" in text
+    assert f"CPU row loops: {info._cpu_row_loops()}" in text
     assert f"CUDA kernels: {'compiled in' if _ops.has_compiled_kernel('cuda') else 'none'}" in text
     checks = parse_checks(text)
     assert {op for _, device, op, *_ in checks if device == "cpu"} == set(_ops.SCHEMAS)
@@ -75,3 +79,19 @@ def test_cuda_arches_from_the_build_record():
     record = {"cuda_arch_flags": ["-gencode=arch=compute_80,code=sm_80",
                                   "-gencode=arch=compute_90,code=compute_90"]}
     assert info._cuda_arches(record)["build_flags"] == ["compute_90", "sm_80"]
+
+
+def test_cpu_row_loops_follow_torchs_capability_and_its_cap():
+    """The report names the row loops by torch's CPU capability, which
+    ATEN_CPU_CAPABILITY=default caps to the baseline for torch and kmixup alike."""
+    code = "from kmixup import info; print(info._cpu_row_loops())"
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}
+    capped = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, check=True).stdout
+    if _ops.has_compiled_kernel("cpu"):
+        assert capped.startswith("baseline") and "capability: DEFAULT" in capped
+        native = torch.backends.cpu.get_cpu_capability()
+        want = {"AVX512": "AVX-512", "AVX2": "AVX2 + F16C"}.get(native, "baseline")
+        assert info._cpu_row_loops().startswith(want)
+    else:
+        assert capped.startswith("none")

@@ -72,19 +72,20 @@ KMIXUP_TARGET_END
 
 enum class RowIsa { kBaseline, kAvx2, kAvx512 };
 
-// The widest the CPU has, capped by ATEN_CPU_CAPABILITY (default, avx2), torch's own switch
-// for its kernels (the tests run every path that way).
+// torch's own CPU capability, with the features torch asks for (so that
+// torch.backends.cpu.get_cpu_capability() names these loops too, as kmixup.info reports),
+// capped the same way by ATEN_CPU_CAPABILITY=default|avx2 (the tests run every path so).
 inline RowIsa row_isa() {
   static const RowIsa isa = [] {
     const char* env = std::getenv("ATEN_CPU_CAPABILITY");
     const std::string_view cap = env != nullptr ? env : "";
-    if (cap == "default" || !__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("f16c")) {
-      return RowIsa::kBaseline;
-    }
-    if (cap == "avx2" || !__builtin_cpu_supports("avx512f") ||
-        !__builtin_cpu_supports("avx512bw")) {
-      return RowIsa::kAvx2;
-    }
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                      __builtin_cpu_supports("f16c");
+    const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
+                        __builtin_cpu_supports("avx512bw") &&
+                        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    if (cap == "default" || !avx2) return RowIsa::kBaseline;
+    if (cap == "avx2" || !avx512) return RowIsa::kAvx2;
     return RowIsa::kAvx512;
   }();
   return isa;
