@@ -507,8 +507,8 @@ KMIXUP_HD bool outside_interior(double a, double b, double t, bool inverse, doub
 // T: float for float32/float16/bfloat16 data (the coefficient is used in float32 at best),
 // double for float64 data. Absolute accuracy is what a coefficient needs: the CDF and the
 // quantile are accurate to ~1e-13 (double) and ~2e-7 (float) absolute (tested: 1e-11 and
-// 2e-6), not relatively in far tails as betainc/betaincinv above are. Two regimes, for 0 < x <= 1/2 (the other half by symmetry,
-// 1 - x being exact there):
+// 2e-6), not relatively in far tails as betainc/betaincinv above are. Two regimes, for
+// 0 < x <= 1/2 (the other half by symmetry, 1 - x being exact there):
 //
 // * s >= Sym<T>::kGammaFrom: by the duplication formula, with u = 4x(1 - x) and
 //   t = (1 - 2x)^2 = 1 - u, I_x(s, s) = (1 - I_t(1/2, s)) / 2. In z = -(s - 1/4) log u the
@@ -861,9 +861,10 @@ enum Warping : int { kBetaCdf = 0, kInverseBetaCdf = 1, kNone = 2 };
 
 // SK Mixup steps 2-3 for a finite squared distance: log tau for
 // tau = tau_max * exp(-(dn - 1) / (2 tau_std^2)), as log(tau_max) - ... so that an extreme
-// tau_max and an extreme exponent may cancel instead of overflowing first. dn == 1 gives tau_max exactly: the limit of a
-// vanishing width (tau_std^2 underflowing to 0 would otherwise make it 0 / 0), which for
-// every other dn is a step: tau = 0 above the mean, inf below it.
+// tau_max and an extreme exponent may cancel instead of overflowing first. dn == 1 gives
+// tau_max exactly: the limit of a vanishing width (tau_std^2 underflowing to 0 would
+// otherwise make it 0 / 0), which for every other dn is a step: tau = 0 above the mean,
+// inf below it.
 KMIXUP_HD double similarity_log_tau(double sq_dist, double mean_sq_dist, double tau_max,
                                     double tau_std) {
   const double dn = mean_sq_dist > 0.0 ? sq_dist / mean_sq_dist : 0.0;
