@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import importlib
 import json
+import os
 import platform
 import random
 import re
@@ -126,11 +127,26 @@ _ROW_LOOPS = {"AVX512": "AVX-512", "AVX2": "AVX2 + F16C"}
 
 
 def _cpu_row_loops() -> str:
+    """The row loops csrc/cpu/rows.h picks: torch's CPU capability, and above AVX-512 the
+    AVX512-BF16 variant where the CPU has it and ATEN_CPU_CAPABILITY does not cap it."""
     if not _ops.has_compiled_kernel("cpu"):
         return "none (pure-PyTorch kernels)"
     capability = torch.backends.cpu.get_cpu_capability()
-    return (f"{_ROW_LOOPS.get(capability, 'baseline (SSE2 on x86-64, NEON on ARM)')} "
-            f"(torch's CPU capability: {capability}; ATEN_CPU_CAPABILITY=default|avx2 caps it)")
+    loops = _ROW_LOOPS.get(capability, "baseline (SSE2 on x86-64, NEON on ARM)")
+    if (capability == "AVX512" and os.environ.get("ATEN_CPU_CAPABILITY") != "avx512"
+            and "avx512_bf16" in _cpu_flags()):
+        loops += " + AVX512-BF16"
+    return (f"{loops} (torch's CPU capability: {capability}; "
+            "ATEN_CPU_CAPABILITY=default|avx2|avx512 caps it)")
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            return {flag for line in cpuinfo if line.startswith("flags")
+                    for flag in line.split(":", 1)[1].split()}
+    except OSError:  # not Linux: the report then names plain AVX-512
+        return set()
 
 
 def _capability(index: int) -> tuple[int, int]:

