@@ -210,6 +210,67 @@ def test_pair_sq_dist_and_interpolate_compiled_match_pure(dtype):
                                    (torch.float16, torch.bfloat16) else 1e-6))
 
 
+def _mixed_rows(x, other, wa, wb):
+    """wa * x + wb * x[other] per row in the accumulation type, rounded to x's dtype; the
+    weights (1, 0) and (0, 1) copy a row, as the kernels do."""
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    xf, wa, wb = x.to(acc), wa.to(acc)[:, None], wb.to(acc)[:, None]
+    mixed = wa * xf + wb * xf[other]
+    mixed = torch.where((wa == 1) & (wb == 0), xf, mixed)
+    return torch.where((wa == 0) & (wb == 1), xf[other], mixed).to(x.dtype)
+
+
+def _assert_same_bits(got, want, msg):
+    assert torch.equal(got.isnan(), want.isnan()), msg
+    assert torch.equal(torch.where(want.isnan(), 0, got), torch.where(want.isnan(), 0, want)), msg
+
+
+@needs_compiled
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_runs_along_cycles_mix_like_single_pairs(dtype, threads):
+    """The CPU passes take runs of consecutive pairs of a cycle in one sweep and the rest
+    pair by pair (a cycle's wrap, a task's tail, rows that are copied): any arrangement of
+    cycles, tasks and copied rows gives the formula's bits, out of place, in place and for
+    the adjoint, and each pair's distance has the same bits as on its own."""
+    g = gen(41)
+    size, row = 45, 4099  # several tasks per batch, and a vector tail
+    x = torch.randn(size, row, generator=g).to(dtype)
+    acc = torch.float64 if dtype == torch.float64 else torch.float32
+    coeff = torch.rand(size, generator=g, dtype=acc)
+    coeff[[3, 10, 11, 30]] = 1.0  # copies inside would-be runs
+    coeff[20] = 0.0
+    with_nan = x.clone()
+    with_nan[[7, 8], [5, 4000]] = float("nan")
+    two_cycles = torch.tensor([*range(1, 20), 0, *range(21, size), 20])
+    with_fixed = torch.cat([torch.tensor([0, 2, 1, 3, 5, 6, 4, 7, 8]),
+                            9 + torch.randperm(size - 9, generator=g)])
+    perms = {"one cycle": torch.roll(torch.arange(size), 1), "two cycles": two_cycles,
+             "random": torch.randperm(size, generator=g), "fixed points": with_fixed,
+             "identity": torch.arange(size)}
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for name, perm in perms.items():
+            inverse = torch.argsort(perm)
+            for data in (x, with_nan):
+                _assert_same_bits(ops.interpolate(data, perm, coeff),
+                                  _mixed_rows(data, perm, coeff, 1 - coeff), name)
+                _assert_same_bits(ops.interpolate_backward(data, perm, coeff),
+                                  _mixed_rows(data, inverse, coeff, 1 - coeff[inverse]), name)
+            in_place = x.clone()
+            ops.kernel_mix_(in_place, perm, coeff, in_place, 1.0, 0.25, "none")
+            _assert_same_bits(in_place, _mixed_rows(x, perm, coeff, 1 - coeff), name)
+            # Distances too: an index vector with a repeated entry has no cycles, so each
+            # pair is taken on its own.
+            not_a_perm = perm.clone()
+            not_a_perm[0] = perm[1]
+            assert torch.equal(ops.pair_sq_dist(x, perm)[1:],
+                               ops.pair_sq_dist(x, not_a_perm)[1:]), name
+    finally:
+        torch.set_num_threads(previous)
+
+
 @needs_compiled
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_rows_round_bit_for_bit_like_torch(dtype):

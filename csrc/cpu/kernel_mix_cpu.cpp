@@ -22,11 +22,30 @@ std::vector<double> sq_dists(const Tensor& f, const int64_t* partner) {
   std::vector<double> dist(batch);
   KMIXUP_DISPATCH_FLOATING(f.scalar_type(), "kmixup_sq_dists", [&] {
     const scalar_t* data = f.const_data_ptr<scalar_t>();
-    for_each_pair(cycle_walk(partner, batch, row), partner, batch, row,
-                  [&](int64_t i, int64_t j) {
-                    dist[i] = static_cast<acc_t<scalar_t>>(
-                        row_sq_dist(data + i * row, data + j * row, row));
-                  });
+    const auto rounded = [](double d) {
+      return static_cast<double>(static_cast<acc_t<scalar_t>>(d));
+    };
+    const auto pair = [&](int64_t i, int64_t j) {
+      dist[i] = rounded(row_sq_dist(data + i * row, data + j * row, row));
+    };
+    const CycleWalk walk = cycle_walk(partner, batch, row);
+    if (!walk.is_permutation) {
+      for_each_row(partner, batch, row, pair);
+      return;
+    }
+    for_each_task(walk, [&](int64_t begin, int64_t end) {
+      walk_task(
+          walk, begin, end, [](int64_t) { return true; },
+          [&](int64_t p) {
+            const scalar_t* rows[kChainPairs + 1];
+            for (int64_t t = 0; t < kChainPairs; ++t) rows[t] = data + walk.order[p + t] * row;
+            rows[kChainPairs] = data + walk.order[walk.next[p + kChainPairs - 1]] * row;
+            double run[kChainPairs];
+            sq_dist_chain(rows, row, run);
+            for (int64_t t = 0; t < kChainPairs; ++t) dist[walk.order[p + t]] = rounded(run[t]);
+          },
+          [&](int64_t p) { pair(walk.order[p], walk.order[walk.next[p]]); });
+    });
   });
   return dist;
 }

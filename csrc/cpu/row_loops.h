@@ -174,6 +174,52 @@ double row_sq_dist(const scalar_t* a, const scalar_t* b, int64_t n) {
   return total;
 }
 
+// row_sq_dist for G consecutive pairs of a cycle, (rows[t], rows[t + 1]) into dist[t], in
+// one sweep: each row is loaded (and widened) once instead of twice, and the second read
+// from L2 is gone. Each pair keeps row_sq_dist's accumulators, flushes and order of sums,
+// so the bits are the same.
+template <int G, typename scalar_t>
+void sq_dist_chain(const scalar_t* const* rows, int64_t n, double* dist) {
+  using P = Pack<scalar_t>;
+  using Vec = typename P::Vec;
+  constexpr int64_t kStep = 2 * P::kSize, kFlush = 4096;
+  double total[G] = {};
+  int64_t j = 0;
+  while (j + kStep <= n) {
+    const int64_t stop = std::min(n, j + kFlush);
+    Vec acc[G][4] = {};
+    for (; j + kStep <= stop; j += kStep) {
+      for (int64_t k = 0; k < 2; ++k) {
+        Vec a_lo, a_hi;
+        P::load(rows[0] + j + k * P::kSize, a_lo, a_hi);
+        for (int t = 0; t < G; ++t) {
+          Vec b_lo, b_hi;
+          P::load(rows[t + 1] + j + k * P::kSize, b_lo, b_hi);
+          const auto diff_lo = a_lo - b_lo, diff_hi = a_hi - b_hi;
+          acc[t][2 * k] += diff_lo * diff_lo;
+          acc[t][2 * k + 1] += diff_hi * diff_hi;
+          a_lo = b_lo;
+          a_hi = b_hi;
+        }
+      }
+    }
+    for (int t = 0; t < G; ++t) {
+      const Vec sum = (acc[t][0] + acc[t][1]) + (acc[t][2] + acc[t][3]);
+      for (int64_t l = 0; l < P::kLanes; ++l) total[t] += sum[l];
+    }
+  }
+  for (; j < n; ++j) {
+    auto a = static_cast<acc_t<scalar_t>>(rows[0][j]);
+    for (int t = 0; t < G; ++t) {
+      const auto b = static_cast<acc_t<scalar_t>>(rows[t + 1][j]);
+      const acc_t<scalar_t> diff = a - b;
+      total[t] += diff * diff;
+      a = b;
+    }
+  }
+  for (int t = 0; t < G; ++t) dist[t] = total[t];
+}
+
 // out = wa * a + wb * b over n elements (out may alias a), in acc_t, with the same
 // operations for every instruction set (no fused multiply-add), so every CPU writes the
 // same bits.
@@ -196,5 +242,45 @@ void mix_row(const scalar_t* a, acc_t<scalar_t> wa, const scalar_t* b, acc_t<sca
   for (; j < n; ++j) {
     out[j] = static_cast<scalar_t>(wa * static_cast<acc_t<scalar_t>>(a[j]) +
                                    wb * static_cast<acc_t<scalar_t>>(b[j]));
+  }
+}
+
+// The same mix for G consecutive pairs of a cycle, (rows[t], rows[t + 1]) into out[t], in
+// one sweep: each row is loaded (and widened) once instead of twice, and the second read
+// from L2 is gone (256x3x224x224 in place, one thread, in a standalone loop: float32 11.5
+// -> 7.9 ms, float16 6.5 -> 4.4 ms). The bits are mix_row's. out[t] may alias rows[t]: a
+// row is read before it is written, chunk by chunk.
+template <int G, typename scalar_t>
+void mix_chain(const scalar_t* const* rows, const acc_t<scalar_t>* wa,
+               const acc_t<scalar_t>* wb, scalar_t* const* out, int64_t n) {
+#if defined(__clang__)
+#pragma clang fp contract(off)  // see KMIXUP_TARGET_BEGIN in rows.h
+#endif
+  using P = Pack<scalar_t>;
+  using Vec = typename P::Vec;
+  Vec va[G], vb[G];
+  for (int t = 0; t < G; ++t) {
+    va[t] = wa[t] - Vec{};
+    vb[t] = wb[t] - Vec{};
+  }
+  int64_t j = 0;
+  for (; j + P::kSize <= n; j += P::kSize) {
+    Vec a_lo, a_hi;
+    P::load(rows[0] + j, a_lo, a_hi);
+    for (int t = 0; t < G; ++t) {
+      Vec b_lo, b_hi;
+      P::load(rows[t + 1] + j, b_lo, b_hi);
+      P::store(out[t] + j, va[t] * a_lo + vb[t] * b_lo, va[t] * a_hi + vb[t] * b_hi);
+      a_lo = b_lo;
+      a_hi = b_hi;
+    }
+  }
+  for (; j < n; ++j) {
+    acc_t<scalar_t> a = static_cast<acc_t<scalar_t>>(rows[0][j]);
+    for (int t = 0; t < G; ++t) {
+      const auto b = static_cast<acc_t<scalar_t>>(rows[t + 1][j]);
+      out[t][j] = static_cast<scalar_t>(wa[t] * a + wb[t] * b);
+      a = b;
+    }
   }
 }

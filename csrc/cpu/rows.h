@@ -12,7 +12,9 @@
 #include <cstring>
 #include <iterator>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #if defined(__linux__)
@@ -121,18 +123,42 @@ double row_sq_dist(const scalar_t* a, const scalar_t* b, int64_t n) {
   KMIXUP_ROW_LOOP(row_sq_dist(a, b, n))
 }
 
-// out = wa * a + wb * b over n elements, in acc_t. (1, 0) and (0, 1) are exact copies, so
-// a row that is not mixed never sees its partner's values (NaN included). out may alias a
+// (1, 0) and (0, 1) are exact copies, so a row that is not mixed never sees its partner's
+// values (NaN included).
+template <typename weight_t>
+bool is_copy(weight_t wa, weight_t wb) {
+  return (wa == 1 && wb == 0) || (wa == 0 && wb == 1);
+}
+
+// out = wa * a + wb * b over n elements, in acc_t, or a copy (is_copy). out may alias a
 // (in-place mixing).
 template <typename scalar_t>
 void mix_row(const scalar_t* a, acc_t<scalar_t> wa, const scalar_t* b, acc_t<scalar_t> wb,
              scalar_t* out, int64_t n) {
-  if ((wa == 1 && wb == 0) || (wa == 0 && wb == 1)) {
+  if (is_copy(wa, wb)) {
     const scalar_t* src = wa == 1 ? a : b;
     if (out != src) std::memcpy(out, src, n * sizeof(scalar_t));
     return;
   }
   KMIXUP_ROW_LOOP(mix_row(a, wa, b, wb, out, n))
+}
+
+// Pairs per sweep of mix_chain and sq_dist_chain: more rows at once would outrun the
+// streams a core prefetches.
+constexpr int kChainPairs = 4;
+
+// row_sq_dist for kChainPairs consecutive pairs of a cycle, (rows[t], rows[t + 1]) into
+// dist[t], with row_sq_dist's bits (row_loops.h).
+template <typename scalar_t>
+void sq_dist_chain(const scalar_t* const* rows, int64_t n, double* dist) {
+  KMIXUP_ROW_LOOP(sq_dist_chain<kChainPairs>(rows, n, dist))
+}
+
+// mix_row for kChainPairs consecutive pairs of a cycle, none of them a copy (row_loops.h).
+template <typename scalar_t>
+void mix_chain(const scalar_t* const* rows, const acc_t<scalar_t>* wa,
+               const acc_t<scalar_t>* wb, scalar_t* const* out, int64_t n) {
+  KMIXUP_ROW_LOOP(mix_chain<kChainPairs>(rows, wa, wb, out, n))
 }
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -164,7 +190,8 @@ inline int64_t rows_per_task(int64_t row_len) {
 // The rows of a batch in the cycle order of an index vector `other` (row i pairs with
 // other[i]): i, other[i], other[other[i]], ... until the cycle closes, cycle after cycle.
 // Walked in that order, each row's partner is the next row visited, so every pass over the
-// pairs reads each row once (the second read hits the cache), and mixing can overwrite the
+// pairs reads each row once from memory (walk_task sweeps runs of consecutive pairs
+// together, so most rows are loaded only once at all), and mixing can overwrite the
 // input: out[i] needs x[other[i]], the next row, not yet written. The positions are cut
 // into contiguous tasks run in parallel.
 struct CycleWalk {
@@ -215,23 +242,47 @@ inline CycleWalk cycle_walk(const int64_t* other, int64_t batch, int64_t row_len
   return walk;
 }
 
-// Calls body(i, other[i]) for every row, in parallel: along the cycles of `walk` when it
-// has them (each partner then still cached from the previous step), else in row order.
+// Calls body(i, other[i]) for every row, in row order, in parallel: for an index vector
+// without cycles (some row is the partner of two).
 template <typename Body>
-void for_each_pair(const CycleWalk& walk, const int64_t* other, int64_t batch, int64_t row_len,
-                   const Body& body) {
-  if (!walk.is_permutation) {
-    torch::stable::parallel_for(0, batch, rows_per_task(row_len), [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) body(i, other[i]);
-    });
-    return;
-  }
+void for_each_row(const int64_t* other, int64_t batch, int64_t row_len, const Body& body) {
+  torch::stable::parallel_for(0, batch, rows_per_task(row_len), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) body(i, other[i]);
+  });
+}
+
+// Calls body(begin, end) for the positions of each task of `walk`, in parallel.
+template <typename Body>
+void for_each_task(const CycleWalk& walk, const Body& body) {
   const int64_t tasks = static_cast<int64_t>(walk.task_begin.size()) - 1;
   torch::stable::parallel_for(0, tasks, 1, [&](int64_t t_begin, int64_t t_end) {
-    for (int64_t p = walk.task_begin[t_begin]; p < walk.task_begin[t_end]; ++p) {
-      body(walk.order[p], walk.order[walk.next[p]]);
-    }
+    for (int64_t t = t_begin; t < t_end; ++t) body(walk.task_begin[t], walk.task_begin[t + 1]);
   });
+}
+
+// Walks the positions [begin, end) of one task: run(p) for kChainPairs consecutive pairs
+// along a cycle from position p (each row's partner is the next row of the run, the last
+// one's is position next[p + kChainPairs - 1]), pair(p) for the rest: a cycle's wrap, a
+// task's tail, and positions that in_run(p) keeps out of runs.
+template <typename InRun, typename Run, typename Pair>
+void walk_task(const CycleWalk& walk, int64_t begin, int64_t end, const InRun& in_run,
+               const Run& run, const Pair& pair) {
+  const auto runs_at = [&](int64_t p) {
+    if (p + kChainPairs > end) return false;
+    for (int64_t t = 0; t < kChainPairs; ++t) {
+      if (!in_run(p + t) || (t + 1 < kChainPairs && walk.next[p + t] != p + t + 1)) return false;
+    }
+    return true;
+  };
+  for (int64_t p = begin; p < end;) {
+    if (runs_at(p)) {
+      run(p);
+      p += kChainPairs;
+    } else {
+      pair(p);
+      ++p;
+    }
+  }
 }
 
 // out[i] = k[i] * x[i] + (1 - k[m]) * x[j] for every row of the row-dense x, j = other[i],
@@ -255,14 +306,48 @@ inline void mix_batch(const Tensor& x_rows, const int64_t* other, const Tensor& 
     const weight_t* k = k_t.const_data_ptr<weight_t>();
     const scalar_t* src = x_rows.const_data_ptr<scalar_t>();
     scalar_t* dst = out.mutable_data_ptr<scalar_t>();
-    const auto mix = [&](int64_t i, const scalar_t* partner_row) {
-      const int64_t j = other[i];
-      mix_row(src + i * row, k[i], partner_row, weight_t(1) - k[adjoint ? j : i],
-              dst + i * row, row);
+    const auto weights = [&](int64_t i) {
+      return std::pair<weight_t, weight_t>(k[i], weight_t(1) - k[adjoint ? other[i] : i]);
+    };
+    if (!walk.is_permutation) {
+      for_each_row(other, batch, row, [&](int64_t i, int64_t j) {
+        const auto [wa, wb] = weights(i);
+        mix_row(src + i * row, wa, src + j * row, wb, dst + i * row, row);
+      });
+      return;
+    }
+    // Mixes the positions [begin, end) of one task. partner(q): position q's row as it was
+    // before any mixing (inside a run, the next row of the run, not yet written).
+    const auto mix_task = [&](int64_t begin, int64_t end, const auto& partner) {
+      walk_task(
+          walk, begin, end,
+          [&](int64_t p) {
+            const auto [wa, wb] = weights(walk.order[p]);
+            return !is_copy(wa, wb);
+          },
+          [&](int64_t p) {
+            const scalar_t* rows[kChainPairs + 1];
+            scalar_t* outs[kChainPairs];
+            weight_t wa[kChainPairs], wb[kChainPairs];
+            for (int64_t t = 0; t < kChainPairs; ++t) {
+              const int64_t i = walk.order[p + t];
+              rows[t] = src + i * row;
+              outs[t] = dst + i * row;
+              std::tie(wa[t], wb[t]) = weights(i);
+            }
+            rows[kChainPairs] = partner(walk.next[p + kChainPairs - 1]);
+            mix_chain(rows, wa, wb, outs, row);
+          },
+          [&](int64_t p) {
+            const int64_t i = walk.order[p];
+            const auto [wa, wb] = weights(i);
+            mix_row(src + i * row, wa, partner(walk.next[p]), wb, dst + i * row, row);
+          });
     };
     if (!in_place) {
-      for_each_pair(walk, other, batch, row,
-                    [&](int64_t i, int64_t j) { mix(i, src + j * row); });
+      for_each_task(walk, [&](int64_t begin, int64_t end) {
+        mix_task(begin, end, [&](int64_t q) { return src + walk.order[q] * row; });
+      });
       return;
     }
     // The saved rows are copied first; saved_slot[p] is position p's slot, or -1.
@@ -276,13 +361,11 @@ inline void mix_batch(const Tensor& x_rows, const int64_t* other, const Tensor& 
                     row * sizeof(scalar_t));
       }
     });
-    const int64_t tasks = static_cast<int64_t>(walk.task_begin.size()) - 1;
-    torch::stable::parallel_for(0, tasks, 1, [&](int64_t t_begin, int64_t t_end) {
-      for (int64_t p = walk.task_begin[t_begin]; p < walk.task_begin[t_end]; ++p) {
-        const int64_t q = walk.next[p];
-        mix(walk.order[p], saved_slot[q] >= 0 ? copies.data() + saved_slot[q] * row
-                                              : src + walk.order[q] * row);
-      }
+    for_each_task(walk, [&](int64_t begin, int64_t end) {
+      mix_task(begin, end, [&](int64_t q) {
+        return saved_slot[q] >= 0 ? copies.data() + saved_slot[q] * row
+                                  : src + walk.order[q] * row;
+      });
     });
   });
 }
