@@ -73,11 +73,9 @@ struct Pack<c10::BFloat16> {
   }
 };
 
-// float16: x86-64's baseline has no float16 conversion instruction (element-by-element
-// conversions made float16 rows 20x slower than float32 ones); F16C converts a vector at a
-// time.
-// Both round to nearest even like c10::Half (F16C keeps a NaN's payload where c10 writes
-// 0x7E00).
+// float16: F16C converts a vector at a time where the instruction set has it, x86-64's
+// baseline with integer and float vector arithmetic, ARM in hardware. All round to nearest
+// even like c10::Half (F16C keeps a NaN's payload where c10 writes 0x7E00).
 template <>
 struct Pack<c10::Half> {
   using Vec = FloatVec;
@@ -104,7 +102,41 @@ struct Pack<c10::Half> {
     _mm256_storeu_si256((__m256i*)(p + kLanes),
                         _mm512_maskz_cvtps_ph(0xFFFF, (__m512)hi, _MM_FROUND_TO_NEAREST_INT));
   }
-#else
+#elif defined(__x86_64__)
+  // SSE2 has no float16 conversion, and c10's element by element made float16 rows 20x
+  // float ones: its branch-free conversions here run a vector at a time (2.8x faster), with
+  // c10's bits. As for bfloat16, a vector of 32-bit words holds an even and an odd float16.
+  static Vec widen(BitsVec half) {  // the float16 in the low half of each word
+    const BitsVec w = half << 16, two_w = w + w;
+    const Vec normal = (Vec)((two_w >> 4) + (0xE0u << 23)) * (Vec{} + 0x1.0p-112f);
+    const Vec subnormal = (Vec)((two_w >> 17) | (126u << 23)) - (Vec{} + 0.5f);
+    const BitsVec magnitude =
+        two_w < (BitsVec{} + (1u << 27)) ? (BitsVec)subnormal : (BitsVec)normal;
+    return (Vec)((w & 0x80000000u) | magnitude);
+  }
+  static BitsVec narrow(Vec f) {  // the float16 in the low half of each word
+    const BitsVec w = (BitsVec)f, shl1_w = w + w;
+    const Vec scaled = (Vec)(w & 0x7FFFFFFFu) * (Vec{} + 0x1.0p+112f) * (Vec{} + 0x1.0p-110f);
+    const BitsVec bias = shl1_w & 0xFF000000u;
+    const BitsVec min_bias = BitsVec{} + 0x71000000u;
+    const BitsVec bits =
+        (BitsVec)((Vec)(((bias < min_bias ? min_bias : bias) >> 1) + 0x07800000u) + scaled);
+    const BitsVec nonsign = ((bits >> 13) & 0x7C00u) + (bits & 0x0FFFu);
+    const BitsVec nan = BitsVec{} + 0x7E00u;
+    return ((w & 0x80000000u) >> 16) |
+           (shl1_w > (BitsVec{} + 0xFF000000u) ? nan : nonsign);
+  }
+  static void load(const c10::Half* p, Vec& even, Vec& odd) {
+    BitsVec words;
+    std::memcpy(&words, p, sizeof(words));
+    even = widen(words & 0xFFFFu);
+    odd = widen(words >> 16);
+  }
+  static void store(c10::Half* p, Vec even, Vec odd) {
+    const BitsVec words = narrow(even) | (narrow(odd) << 16);
+    std::memcpy(p, &words, sizeof(words));
+  }
+#else  // ARM converts float16 in hardware, element by element
   static void load(const c10::Half* p, Vec& lo, Vec& hi) {
     for (int64_t l = 0; l < kLanes; ++l) {
       lo[l] = static_cast<float>(p[l]);
