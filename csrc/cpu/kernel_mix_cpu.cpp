@@ -41,7 +41,7 @@ std::vector<double> sq_dists(const Tensor& f, const int64_t* partner) {
             for (int64_t t = 0; t < kChainPairs; ++t) rows[t] = data + walk.order[p + t] * row;
             rows[kChainPairs] = data + walk.order[walk.next[p + kChainPairs - 1]] * row;
             double run[kChainPairs];
-            sq_dist_chain(rows, row, run);
+            sq_dist_chain<kChainPairs>(rows, row, run);
             for (int64_t t = 0; t < kChainPairs; ++t) dist[walk.order[p + t]] = rounded(run[t]);
           },
           [&](int64_t p) { pair(walk.order[p], walk.order[walk.next[p]]); });

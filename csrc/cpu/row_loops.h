@@ -153,13 +153,14 @@ struct Pack<c10::Half> {
 };
 
 // Starts loading, about 8 KB ahead into L2, the cache line of b that the loop step at
-// element j (kStep <= 64 bytes wide) will read then. For 2-byte rows only: widening and
-// rounding them costs so much arithmetic per byte that the core stops keeping enough loads
-// in flight, and a pass takes the sum of its memory time and its arithmetic time
-// (256x3x224x224 bfloat16, one thread: distances 5.0 -> 3.0 ms, in-place mix 7.0 -> 4.5 ms).
-// b is the partner row: in cycle order the only one that comes from memory. Float rows keep
-// up without it, and the extra instructions only slow them down. (One prefetch per call:
-// GCC 12 drops a pair of them under one condition.)
+// element j (kStep <= 64 bytes wide) will read then. For a single pair of 2-byte rows:
+// widening and rounding them costs so much arithmetic per byte that the core stops keeping
+// enough loads in flight, and a pass takes the sum of its memory time and its arithmetic
+// time (256x3x224x224 bfloat16, one thread: distances 5.0 -> 3.0 ms, in-place mix 7.0 ->
+// 4.5 ms). b is the partner row: in cycle order the only one that comes from memory. Float
+// rows keep up without it, and in runs of pairs, where every row streams from memory, the
+// extra instructions only slow the loops down. (One prefetch per call: GCC 12 drops a pair
+// of them under one condition.)
 template <int64_t kStep, typename scalar_t>
 inline void prefetch_ahead(const scalar_t* b, int64_t j, int64_t n) {
   if constexpr (sizeof(scalar_t) == 2) {
@@ -171,45 +172,13 @@ inline void prefetch_ahead(const scalar_t* b, int64_t j, int64_t n) {
   }
 }
 
-// sum((a - b)^2) over n elements. Differences and squares are taken in acc_t everywhere
-// (SIMD body and scalar tail alike), so a square that overflows float is inf wherever it
-// falls. Four independent vector accumulators, flushed into a double every kFlush elements,
-// so the error stays at float rounding even for rows of 1e6+.
-template <typename scalar_t>
-double row_sq_dist(const scalar_t* a, const scalar_t* b, int64_t n) {
-  using P = Pack<scalar_t>;
-  constexpr int64_t kStep = 2 * P::kSize, kFlush = 4096;
-  double total = 0.0;
-  int64_t j = 0;
-  while (j + kStep <= n) {
-    const int64_t stop = std::min(n, j + kFlush);
-    typename P::Vec acc[4] = {};
-    for (; j + kStep <= stop; j += kStep) {
-      for (int64_t k = 0; k < 2; ++k) {
-        prefetch_ahead<P::kSize>(b, j + k * P::kSize, n);
-        typename P::Vec a_lo, a_hi, b_lo, b_hi;
-        P::load(a + j + k * P::kSize, a_lo, a_hi);
-        P::load(b + j + k * P::kSize, b_lo, b_hi);
-        const auto diff_lo = a_lo - b_lo, diff_hi = a_hi - b_hi;
-        acc[2 * k] += diff_lo * diff_lo;
-        acc[2 * k + 1] += diff_hi * diff_hi;
-      }
-    }
-    const typename P::Vec sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    for (int64_t l = 0; l < P::kLanes; ++l) total += sum[l];
-  }
-  for (; j < n; ++j) {
-    const acc_t<scalar_t> diff =
-        static_cast<acc_t<scalar_t>>(a[j]) - static_cast<acc_t<scalar_t>>(b[j]);
-    total += diff * diff;
-  }
-  return total;
-}
-
-// row_sq_dist for G consecutive pairs of a cycle, (rows[t], rows[t + 1]) into dist[t], in
-// one sweep: each row is loaded (and widened) once instead of twice, and the second read
-// from L2 is gone. Each pair keeps row_sq_dist's accumulators, flushes and order of sums,
-// so the bits are the same.
+// sum((rows[t] - rows[t + 1])^2) over n elements into dist[t], for G consecutive pairs of a
+// cycle in one sweep (G = 1: a single pair): each row is loaded (and widened) once instead
+// of twice, and the second read from L2 is gone. Differences and squares are taken in
+// acc_t everywhere (SIMD body and scalar tail alike), so a square that overflows float is
+// inf wherever it falls. Four independent vector accumulators per pair, flushed into a
+// double every kFlush elements, so the error stays at float rounding even for rows of
+// 1e6+; they do not depend on G, so neither do the bits.
 template <int G, typename scalar_t>
 void sq_dist_chain(const scalar_t* const* rows, int64_t n, double* dist) {
   using P = Pack<scalar_t>;
@@ -222,6 +191,7 @@ void sq_dist_chain(const scalar_t* const* rows, int64_t n, double* dist) {
     Vec acc[G][4] = {};
     for (; j + kStep <= stop; j += kStep) {
       for (int64_t k = 0; k < 2; ++k) {
+        if constexpr (G == 1) prefetch_ahead<P::kSize>(rows[1], j + k * P::kSize, n);
         Vec a_lo, a_hi;
         P::load(rows[0] + j + k * P::kSize, a_lo, a_hi);
         for (int t = 0; t < G; ++t) {
@@ -252,36 +222,13 @@ void sq_dist_chain(const scalar_t* const* rows, int64_t n, double* dist) {
   for (int t = 0; t < G; ++t) dist[t] = total[t];
 }
 
-// out = wa * a + wb * b over n elements (out may alias a), in acc_t, with the same
-// operations for every instruction set (no fused multiply-add), so every CPU writes the
-// same bits.
-template <typename scalar_t>
-void mix_row(const scalar_t* a, acc_t<scalar_t> wa, const scalar_t* b, acc_t<scalar_t> wb,
-             scalar_t* out, int64_t n) {
-#if defined(__clang__)
-#pragma clang fp contract(off)  // see KMIXUP_TARGET_BEGIN in rows.h
-#endif
-  using P = Pack<scalar_t>;
-  const typename P::Vec va = wa - typename P::Vec{}, vb = wb - typename P::Vec{};
-  int64_t j = 0;
-  for (; j + P::kSize <= n; j += P::kSize) {
-    prefetch_ahead<P::kSize>(b, j, n);
-    typename P::Vec a_lo, a_hi, b_lo, b_hi;
-    P::load(a + j, a_lo, a_hi);
-    P::load(b + j, b_lo, b_hi);
-    P::store(out + j, va * a_lo + vb * b_lo, va * a_hi + vb * b_hi);
-  }
-  for (; j < n; ++j) {
-    out[j] = static_cast<scalar_t>(wa * static_cast<acc_t<scalar_t>>(a[j]) +
-                                   wb * static_cast<acc_t<scalar_t>>(b[j]));
-  }
-}
-
-// The same mix for G consecutive pairs of a cycle, (rows[t], rows[t + 1]) into out[t], in
-// one sweep: each row is loaded (and widened) once instead of twice, and the second read
-// from L2 is gone (256x3x224x224 in place, one thread, in a standalone loop: float32 11.5
-// -> 7.9 ms, float16 6.5 -> 4.4 ms). The bits are mix_row's. out[t] may alias rows[t]: a
-// row is read before it is written, chunk by chunk.
+// out[t] = wa[t] * rows[t] + wb[t] * rows[t + 1] over n elements, in acc_t, for G
+// consecutive pairs of a cycle in one sweep (G = 1: a single pair): each row is loaded (and
+// widened) once instead of twice, and the second read from L2 is gone (256x3x224x224 in
+// place, one thread, in a standalone loop: float32 11.5 -> 7.9 ms, float16 6.5 -> 4.4 ms).
+// The same operations for every G and instruction set (no fused multiply-add), so every
+// CPU writes the same bits. out[t] may alias rows[t]: a row is read before it is written,
+// chunk by chunk.
 template <int G, typename scalar_t>
 void mix_chain(const scalar_t* const* rows, const acc_t<scalar_t>* wa,
                const acc_t<scalar_t>* wb, scalar_t* const* out, int64_t n) {
@@ -297,6 +244,7 @@ void mix_chain(const scalar_t* const* rows, const acc_t<scalar_t>* wa,
   }
   int64_t j = 0;
   for (; j + P::kSize <= n; j += P::kSize) {
+    if constexpr (G == 1) prefetch_ahead<P::kSize>(rows[1], j, n);
     Vec a_lo, a_hi;
     P::load(rows[0] + j, a_lo, a_hi);
     for (int t = 0; t < G; ++t) {

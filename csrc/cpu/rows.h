@@ -117,10 +117,28 @@ inline RowIsa row_isa() {
 #define KMIXUP_ROW_LOOP(call) return baseline::call;
 #endif
 
-// sum((a - b)^2) over n elements, in acc_t (see row_loops.h).
+// sum((rows[t] - rows[t + 1])^2) over n elements into dist[t], for G consecutive pairs of a
+// cycle (row_loops.h).
+template <int G, typename scalar_t>
+void sq_dist_chain(const scalar_t* const* rows, int64_t n, double* dist) {
+  KMIXUP_ROW_LOOP(sq_dist_chain<G>(rows, n, dist))
+}
+
+// sum((a - b)^2) over n elements, in acc_t.
 template <typename scalar_t>
 double row_sq_dist(const scalar_t* a, const scalar_t* b, int64_t n) {
-  KMIXUP_ROW_LOOP(row_sq_dist(a, b, n))
+  const scalar_t* rows[] = {a, b};
+  double dist;
+  sq_dist_chain<1>(rows, n, &dist);
+  return dist;
+}
+
+// out[t] = wa[t] * rows[t] + wb[t] * rows[t + 1] over n elements, in acc_t, for G
+// consecutive pairs of a cycle, none of them a copy (row_loops.h).
+template <int G, typename scalar_t>
+void mix_chain(const scalar_t* const* rows, const acc_t<scalar_t>* wa,
+               const acc_t<scalar_t>* wb, scalar_t* const* out, int64_t n) {
+  KMIXUP_ROW_LOOP(mix_chain<G>(rows, wa, wb, out, n))
 }
 
 // (1, 0) and (0, 1) are exact copies, so a row that is not mixed never sees its partner's
@@ -140,26 +158,13 @@ void mix_row(const scalar_t* a, acc_t<scalar_t> wa, const scalar_t* b, acc_t<sca
     if (out != src) std::memcpy(out, src, n * sizeof(scalar_t));
     return;
   }
-  KMIXUP_ROW_LOOP(mix_row(a, wa, b, wb, out, n))
+  const scalar_t* rows[] = {a, b};
+  mix_chain<1>(rows, &wa, &wb, &out, n);
 }
 
-// Pairs per sweep of mix_chain and sq_dist_chain: more rows at once would outrun the
-// streams a core prefetches.
+// Pairs per sweep of mix_chain and sq_dist_chain along a cycle: more rows at once would
+// outrun the streams a core prefetches.
 constexpr int kChainPairs = 4;
-
-// row_sq_dist for kChainPairs consecutive pairs of a cycle, (rows[t], rows[t + 1]) into
-// dist[t], with row_sq_dist's bits (row_loops.h).
-template <typename scalar_t>
-void sq_dist_chain(const scalar_t* const* rows, int64_t n, double* dist) {
-  KMIXUP_ROW_LOOP(sq_dist_chain<kChainPairs>(rows, n, dist))
-}
-
-// mix_row for kChainPairs consecutive pairs of a cycle, none of them a copy (row_loops.h).
-template <typename scalar_t>
-void mix_chain(const scalar_t* const* rows, const acc_t<scalar_t>* wa,
-               const acc_t<scalar_t>* wb, scalar_t* const* out, int64_t n) {
-  KMIXUP_ROW_LOOP(mix_chain<kChainPairs>(rows, wa, wb, out, n))
-}
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -336,7 +341,7 @@ inline void mix_batch(const Tensor& x_rows, const int64_t* other, const Tensor& 
               std::tie(wa[t], wb[t]) = weights(i);
             }
             rows[kChainPairs] = partner(walk.next[p + kChainPairs - 1]);
-            mix_chain(rows, wa, wb, outs, row);
+            mix_chain<kChainPairs>(rows, wa, wb, outs, row);
           },
           [&](int64_t p) {
             const int64_t i = walk.order[p];
