@@ -247,6 +247,12 @@ def build_methods(b: Batch, compile_pure: bool, libraries: dict[str, Callable]
         kw = _kwargs_for(inplace_fn, warping=w, validate=False)
         methods.append(Method(name, "kmixup", True, sk_passes(w),
                               lambda kw=kw: inplace_fn(b.work, perm, lam, **kw), b.restore))
+    if inplace_fn is not None:
+        # timm's batch mode pairs the batch with its reverse: cycles of two rows.
+        flip = torch.arange(x.shape[0] - 1, -1, -1, device=x.device)
+        kw = _kwargs_for(inplace_fn, warping="beta_cdf", validate=False)
+        methods.append(Method("kmixup kernel_mix_ beta_cdf (in place, perm = flip(0))", "kmixup",
+                              True, 3, lambda: inplace_fn(b.work, flip, lam, **kw), b.restore))
     for w in WARPINGS:
         name = f"kmixup kernel_mix {w} (out=)"
         if not _accepts(F.kernel_mix, "out"):

@@ -154,11 +154,12 @@ def test_throughput_times_in_place_forms_when_kmixup_has_them(monkeypatch):
     monkeypatch.setattr(F, "kernel_mix_", kernel_mix_, raising=False)
     methods, missing = throughput.build_methods(batch, compile_pure=False, libraries={})
     inplace = [m for m in methods if m.name.startswith("kmixup kernel_mix_ ")]
-    assert len(inplace) == 3 and all(m.inplace and m.floor == throughput.COPY for m in inplace)
+    # one per warping, and beta_cdf with timm's pairing (perm = flip(0))
+    assert len(inplace) == 4 and all(m.inplace and m.floor == throughput.COPY for m in inplace)
     assert not any(name.startswith("kmixup kernel_mix_ ") for name in missing)
     samples, skipped = H.interleave([H.Case(m.name, m.fn, m.setup) for m in inplace],
                                     torch.device("cpu"), rounds=3, budget_s=1e9, warmup=1)
-    assert not skipped and len(seen) == 12 and all(seen)  # 3 x (1 warm-up + 3 rounds)
+    assert not skipped and len(seen) == 16 and all(seen)  # 4 x (1 warm-up + 3 rounds)
 
 
 def test_coefficients_wall_time_per_pair(tmp_path):

@@ -229,10 +229,11 @@ def _assert_same_bits(got, want, msg):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("threads", [1, 2])
 def test_runs_along_cycles_mix_like_single_pairs(dtype, threads):
-    """The CPU passes take runs of consecutive pairs of a cycle in one sweep and the rest
-    pair by pair (a cycle's wrap, a task's tail, rows that are copied): any arrangement of
-    cycles, tasks and copied rows gives the formula's bits, out of place, in place and for
-    the adjoint, and each pair's distance has the same bits as on its own."""
+    """The CPU passes take runs of consecutive pairs of a cycle in one sweep, short cycles
+    whole, and the rest pair by pair (a long cycle's wrap, a task's tail, rows that are
+    copied): any arrangement of cycles, tasks and copied rows gives the formula's bits, out
+    of place, in place and for the adjoint, and each pair's distance has the same bits as
+    on its own."""
     g = gen(41)
     size, row = 45, 4099  # several tasks per batch, and a vector tail
     x = torch.randn(size, row, generator=g).to(dtype)
@@ -245,9 +246,14 @@ def test_runs_along_cycles_mix_like_single_pairs(dtype, threads):
     two_cycles = torch.tensor([*range(1, 20), 0, *range(21, size), 20])
     with_fixed = torch.cat([torch.tensor([0, 2, 1, 3, 5, 6, 4, 7, 8]),
                             9 + torch.randperm(size - 9, generator=g)])
+    # Consecutive cycles of 1 to 5 rows; the tasks (15 rows each) start inside a 3-cycle.
+    short_cycles = torch.cat([torch.arange(start, start + n).roll(-1) for start, n in zip(
+        (0, 3, 7, 9, 10, 14, 17, 22, 24, 28, 29, 32, 37, 41, 43),
+        (3, 4, 2, 1, 4, 3, 5, 2, 4, 1, 3, 5, 4, 2, 2))])
     perms = {"one cycle": torch.roll(torch.arange(size), 1), "two cycles": two_cycles,
              "random": torch.randperm(size, generator=g), "fixed points": with_fixed,
-             "identity": torch.arange(size)}
+             "identity": torch.arange(size), "flip": torch.arange(size).flip(0),
+             "short cycles": short_cycles}
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -258,9 +264,10 @@ def test_runs_along_cycles_mix_like_single_pairs(dtype, threads):
                                   _mixed_rows(data, perm, coeff, 1 - coeff), name)
                 _assert_same_bits(ops.interpolate_backward(data, perm, coeff),
                                   _mixed_rows(data, inverse, coeff, 1 - coeff[inverse]), name)
-            in_place = x.clone()
-            ops.kernel_mix_(in_place, perm, coeff, in_place, 1.0, 0.25, "none")
-            _assert_same_bits(in_place, _mixed_rows(x, perm, coeff, 1 - coeff), name)
+            for data in (x, with_nan):
+                in_place = data.clone()
+                ops.kernel_mix_(in_place, perm, coeff, in_place, 1.0, 0.25, "none")
+                _assert_same_bits(in_place, _mixed_rows(data, perm, coeff, 1 - coeff), name)
             # Distances too: an index vector with a repeated entry has no cycles, so each
             # pair is taken on its own.
             not_a_perm = perm.clone()

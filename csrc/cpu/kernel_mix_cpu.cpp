@@ -36,13 +36,16 @@ std::vector<double> sq_dists(const Tensor& f, const int64_t* partner) {
     for_each_task(walk, [&](int64_t begin, int64_t end) {
       walk_task(
           walk, begin, end, [](int64_t) { return true; },
-          [&](int64_t p) {
-            const scalar_t* rows[kChainPairs + 1];
-            for (int64_t t = 0; t < kChainPairs; ++t) rows[t] = data + walk.order[p + t] * row;
-            rows[kChainPairs] = data + walk.order[walk.next[p + kChainPairs - 1]] * row;
-            double run[kChainPairs];
-            sq_dist_chain<kChainPairs>(rows, row, run);
-            for (int64_t t = 0; t < kChainPairs; ++t) dist[walk.order[p + t]] = rounded(run[t]);
+          [&](int64_t p, int pairs) {
+            with_chain_pairs(pairs, [&](auto chain) {
+              constexpr int G = decltype(chain)::value;
+              const scalar_t* rows[G + 1];
+              for (int t = 0; t < G; ++t) rows[t] = data + walk.order[p + t] * row;
+              rows[G] = data + walk.order[walk.next[p + G - 1]] * row;
+              double run[G];
+              sq_dist_chain<G>(rows, row, run);
+              for (int t = 0; t < G; ++t) dist[walk.order[p + t]] = rounded(run[t]);
+            });
           },
           [&](int64_t p) { pair(walk.order[p], walk.order[walk.next[p]]); });
     });

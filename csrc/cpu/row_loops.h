@@ -228,7 +228,8 @@ void sq_dist_chain(const scalar_t* const* rows, int64_t n, double* dist) {
 // place, one thread, in a standalone loop: float32 11.5 -> 7.9 ms, float16 6.5 -> 4.4 ms).
 // The same operations for every G and instruction set (no fused multiply-add), so every
 // CPU writes the same bits. out[t] may alias rows[t]: a row is read before it is written,
-// chunk by chunk.
+// chunk by chunk. rows[G] may be rows[0] (a whole cycle): its values are then the ones
+// read before out[0] overwrote them.
 template <int G, typename scalar_t>
 void mix_chain(const scalar_t* const* rows, const acc_t<scalar_t>* wa,
                const acc_t<scalar_t>* wb, scalar_t* const* out, int64_t n) {
@@ -237,6 +238,7 @@ void mix_chain(const scalar_t* const* rows, const acc_t<scalar_t>* wa,
 #endif
   using P = Pack<scalar_t>;
   using Vec = typename P::Vec;
+  const bool closes = rows[G] == rows[0];
   Vec va[G], vb[G];
   for (int t = 0; t < G; ++t) {
     va[t] = wa[t] - Vec{};
@@ -247,18 +249,20 @@ void mix_chain(const scalar_t* const* rows, const acc_t<scalar_t>* wa,
     if constexpr (G == 1) prefetch_ahead<P::kSize>(rows[1], j, n);
     Vec a_lo, a_hi;
     P::load(rows[0] + j, a_lo, a_hi);
+    const Vec first_lo = a_lo, first_hi = a_hi;
     for (int t = 0; t < G; ++t) {
-      Vec b_lo, b_hi;
-      P::load(rows[t + 1] + j, b_lo, b_hi);
+      Vec b_lo = first_lo, b_hi = first_hi;
+      if (t + 1 < G || !closes) P::load(rows[t + 1] + j, b_lo, b_hi);
       P::store(out[t] + j, va[t] * a_lo + vb[t] * b_lo, va[t] * a_hi + vb[t] * b_hi);
       a_lo = b_lo;
       a_hi = b_hi;
     }
   }
   for (; j < n; ++j) {
-    acc_t<scalar_t> a = static_cast<acc_t<scalar_t>>(rows[0][j]);
+    const acc_t<scalar_t> first = static_cast<acc_t<scalar_t>>(rows[0][j]);
+    acc_t<scalar_t> a = first;
     for (int t = 0; t < G; ++t) {
-      const auto b = static_cast<acc_t<scalar_t>>(rows[t + 1][j]);
+      const auto b = t + 1 < G || !closes ? static_cast<acc_t<scalar_t>>(rows[t + 1][j]) : first;
       out[t][j] = static_cast<scalar_t>(wa[t] * a + wb[t] * b);
       a = b;
     }

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
+#include <memory>
 #include <string_view>
 #include <tuple>
 #include <type_traits>
@@ -166,6 +167,19 @@ void mix_row(const scalar_t* a, acc_t<scalar_t> wa, const scalar_t* b, acc_t<sca
 // outrun the streams a core prefetches.
 constexpr int kChainPairs = 4;
 
+// Calls f(std::integral_constant<int, G>{}) with G = pairs, for 1 <= pairs <= kChainPairs:
+// the sweeps take their number of pairs as a template argument.
+template <typename F>
+void with_chain_pairs(int pairs, const F& f) {
+  static_assert(kChainPairs == 4);
+  switch (pairs) {
+    case 1: return f(std::integral_constant<int, 1>{});
+    case 2: return f(std::integral_constant<int, 2>{});
+    case 3: return f(std::integral_constant<int, 3>{});
+    default: return f(std::integral_constant<int, 4>{});
+  }
+}
+
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // A fresh batch-sized output is fresh pages from the OS, and faulting them in 4 KiB at a
@@ -198,13 +212,17 @@ inline int64_t rows_per_task(int64_t row_len) {
 // pairs reads each row once from memory (walk_task sweeps runs of consecutive pairs
 // together, so most rows are loaded only once at all), and mixing can overwrite the
 // input: out[i] needs x[other[i]], the next row, not yet written. The positions are cut
-// into contiguous tasks run in parallel.
+// into contiguous tasks run in parallel; a cycle of up to kChainPairs rows is never cut.
 struct CycleWalk {
   std::vector<int64_t> order;       // order[p]: the row visited at position p
   std::vector<int64_t> next;        // next[p]: the position of order[p]'s partner
+  std::vector<char> starts_cycle;   // starts_cycle[p]: p is the first position of its cycle
   std::vector<int64_t> task_begin;  // task t walks positions [task_begin[t], task_begin[t+1])
-  // Positions whose row must be copied before an in-place pass: the first of each task and
-  // of each cycle, which an earlier-running or later-visited row still reads as a partner.
+  // Positions whose row another task reads as a partner, which an in-place pass copies
+  // before any task runs: a task's first position inside a cycle (the previous task's last
+  // row pairs with it), and the first of a cycle that ends in a later task. (The first row
+  // of a cycle inside one task is copied by that task when it gets there: one row at a
+  // time, however many cycles there are.)
   std::vector<int64_t> saved;
   bool is_permutation = true;       // false: some row is the partner of two rows
 };
@@ -215,11 +233,13 @@ inline CycleWalk cycle_walk(const int64_t* other, int64_t batch, int64_t row_len
   walk.order.reserve(batch);
   walk.next.resize(batch);
   std::vector<char> visited(batch, 0);
+  walk.starts_cycle.resize(batch, 0);
   std::vector<int64_t> cycle_begin;
   for (int64_t start = 0; start < batch; ++start) {
     if (visited[start]) continue;
     const int64_t first = static_cast<int64_t>(walk.order.size());
     cycle_begin.push_back(first);
+    walk.starts_cycle[first] = 1;
     int64_t row = start;
     while (!visited[row]) {
       visited[row] = 1;
@@ -236,14 +256,24 @@ inline CycleWalk cycle_walk(const int64_t* other, int64_t batch, int64_t row_len
     for (int64_t p = first; p < last; ++p) walk.next[p] = p + 1;
     walk.next[last] = first;
   }
-  // A few tasks per thread balance the load; more would only add rows to copy aside.
+  cycle_begin.push_back(batch);
+  // A few tasks per thread balance the load; more would only add rows to copy aside. A
+  // task that would start inside a short cycle starts at the cycle's first row instead.
   const int64_t tasks = std::min(ceil_div(batch, rows_per_task(row_len)),
                                  int64_t{4} * torch::stable::get_num_threads());
-  for (int64_t t = 0; t < tasks; ++t) walk.task_begin.push_back(t * batch / tasks);
+  for (int64_t t = 0; t < tasks; ++t) {
+    const int64_t begin = t * batch / tasks;
+    const auto cycle = std::upper_bound(cycle_begin.begin(), cycle_begin.end(), begin) - 1;
+    walk.task_begin.push_back(*(cycle + 1) - *cycle <= kChainPairs ? *cycle : begin);
+  }
   walk.task_begin.push_back(batch);
-  std::merge(walk.task_begin.begin(), walk.task_begin.end() - 1, cycle_begin.begin(),
-             cycle_begin.end(), std::back_inserter(walk.saved));
-  walk.saved.erase(std::unique(walk.saved.begin(), walk.saved.end()), walk.saved.end());
+  for (int64_t t = 0, c = 0; t < tasks; ++t) {
+    const int64_t begin = walk.task_begin[t], end = walk.task_begin[t + 1];
+    if (begin < end && !walk.starts_cycle[begin]) walk.saved.push_back(begin);
+    for (; cycle_begin[c] < end; ++c) {
+      if (cycle_begin[c + 1] > end) walk.saved.push_back(cycle_begin[c]);
+    }
+  }
   return walk;
 }
 
@@ -265,10 +295,26 @@ void for_each_task(const CycleWalk& walk, const Body& body) {
   });
 }
 
-// Walks the positions [begin, end) of one task: run(p) for kChainPairs consecutive pairs
-// along a cycle from position p (each row's partner is the next row of the run, the last
-// one's is position next[p + kChainPairs - 1]), pair(p) for the rest: a cycle's wrap, a
-// task's tail, and positions that in_run(p) keeps out of runs.
+// The length of the cycle that starts at position p if it has at most kChainPairs rows,
+// each of them in_run, else 0. walk_task sweeps such a cycle whole, and in place it needs no
+// copy: a sweep reads each row's chunk before it writes it, and the last row's partner is
+// the first one's chunk as it was read.
+template <typename InRun>
+int closed_cycle_pairs(const CycleWalk& walk, int64_t p, const InRun& in_run) {
+  for (int pairs = 1; pairs <= kChainPairs; ++pairs) {
+    const int64_t last = p + pairs - 1;
+    if (!in_run(last)) return 0;
+    if (walk.next[last] == p) return pairs;
+    if (walk.next[last] != last + 1) return 0;
+  }
+  return 0;
+}
+
+// Walks the positions [begin, end) of one task: run(p, pairs) for consecutive pairs along a
+// cycle from position p (each row's partner is the next row of the run, the last one's is
+// position next[p + pairs - 1]), either a whole short cycle (closed_cycle_pairs) or
+// kChainPairs pairs; pair(p) for the rest: a long cycle's wrap, a task's tail, and
+// positions that in_run(p) keeps out of runs.
 template <typename InRun, typename Run, typename Pair>
 void walk_task(const CycleWalk& walk, int64_t begin, int64_t end, const InRun& in_run,
                const Run& run, const Pair& pair) {
@@ -280,8 +326,11 @@ void walk_task(const CycleWalk& walk, int64_t begin, int64_t end, const InRun& i
     return true;
   };
   for (int64_t p = begin; p < end;) {
-    if (runs_at(p)) {
-      run(p);
+    if (const int pairs = closed_cycle_pairs(walk, p, in_run); pairs > 0) {
+      run(p, pairs);
+      p += pairs;
+    } else if (runs_at(p)) {
+      run(p, kChainPairs);
       p += kChainPairs;
     } else {
       pair(p);
@@ -321,57 +370,71 @@ inline void mix_batch(const Tensor& x_rows, const int64_t* other, const Tensor& 
       });
       return;
     }
-    // Mixes the positions [begin, end) of one task. partner(q): position q's row as it was
-    // before any mixing (inside a run, the next row of the run, not yet written).
-    const auto mix_task = [&](int64_t begin, int64_t end, const auto& partner) {
+    const auto in_run = [&](int64_t p) {
+      const auto [wa, wb] = weights(walk.order[p]);
+      return !is_copy(wa, wb);
+    };
+    // In place, the rows in walk.saved are copied first (uninitialised storage: zeroing it
+    // would cost as much again); saved_slot[p] is position p's slot, or -1.
+    const int64_t saved = in_place ? static_cast<int64_t>(walk.saved.size()) : 0;
+    const std::unique_ptr<scalar_t[]> copies(new scalar_t[saved * row]);
+    std::vector<int64_t> saved_slot(in_place ? batch : 0, -1);
+    for (int64_t slot = 0; slot < saved; ++slot) saved_slot[walk.saved[slot]] = slot;
+    torch::stable::parallel_for(0, saved, rows_per_task(row), [&](int64_t begin, int64_t end) {
+      for (int64_t slot = begin; slot < end; ++slot) {
+        std::memcpy(copies.get() + slot * row, src + walk.order[walk.saved[slot]] * row,
+                    row * sizeof(scalar_t));
+      }
+    });
+    // Mixes the positions [begin, end) of one task.
+    const auto mix_task = [&](int64_t begin, int64_t end) {
+      // In place, the first row of a cycle that this task walks alone, as it was, for the
+      // cycle's last pair (unless walk_task sweeps the cycle whole).
+      std::unique_ptr<scalar_t[]> first_row;
+      int64_t first_position = -1;
+      const auto keep_first_row = [&](int64_t p) {
+        if (!in_place || !walk.starts_cycle[p] || saved_slot[p] >= 0 ||
+            closed_cycle_pairs(walk, p, in_run) > 0) {
+          return;
+        }
+        if (!first_row) first_row.reset(new scalar_t[row]);
+        std::memcpy(first_row.get(), src + walk.order[p] * row, row * sizeof(scalar_t));
+        first_position = p;
+      };
+      // Position q's row as it was before any mixing (inside a run, the next row of the
+      // run, not yet written).
+      const auto partner = [&](int64_t q) -> const scalar_t* {
+        if (q == first_position) return first_row.get();
+        if (in_place && saved_slot[q] >= 0) return copies.get() + saved_slot[q] * row;
+        return src + walk.order[q] * row;
+      };
       walk_task(
-          walk, begin, end,
-          [&](int64_t p) {
-            const auto [wa, wb] = weights(walk.order[p]);
-            return !is_copy(wa, wb);
+          walk, begin, end, in_run,
+          [&](int64_t p, int pairs) {
+            keep_first_row(p);
+            with_chain_pairs(pairs, [&](auto chain) {
+              constexpr int G = decltype(chain)::value;
+              const scalar_t* rows[G + 1];
+              scalar_t* outs[G];
+              weight_t wa[G], wb[G];
+              for (int t = 0; t < G; ++t) {
+                const int64_t i = walk.order[p + t];
+                rows[t] = src + i * row;
+                outs[t] = dst + i * row;
+                std::tie(wa[t], wb[t]) = weights(i);
+              }
+              rows[G] = partner(walk.next[p + G - 1]);
+              mix_chain<G>(rows, wa, wb, outs, row);
+            });
           },
           [&](int64_t p) {
-            const scalar_t* rows[kChainPairs + 1];
-            scalar_t* outs[kChainPairs];
-            weight_t wa[kChainPairs], wb[kChainPairs];
-            for (int64_t t = 0; t < kChainPairs; ++t) {
-              const int64_t i = walk.order[p + t];
-              rows[t] = src + i * row;
-              outs[t] = dst + i * row;
-              std::tie(wa[t], wb[t]) = weights(i);
-            }
-            rows[kChainPairs] = partner(walk.next[p + kChainPairs - 1]);
-            mix_chain<kChainPairs>(rows, wa, wb, outs, row);
-          },
-          [&](int64_t p) {
+            keep_first_row(p);
             const int64_t i = walk.order[p];
             const auto [wa, wb] = weights(i);
             mix_row(src + i * row, wa, partner(walk.next[p]), wb, dst + i * row, row);
           });
     };
-    if (!in_place) {
-      for_each_task(walk, [&](int64_t begin, int64_t end) {
-        mix_task(begin, end, [&](int64_t q) { return src + walk.order[q] * row; });
-      });
-      return;
-    }
-    // The saved rows are copied first; saved_slot[p] is position p's slot, or -1.
-    const int64_t saved = static_cast<int64_t>(walk.saved.size());
-    std::vector<scalar_t> copies(saved * row);
-    std::vector<int64_t> saved_slot(batch, -1);
-    for (int64_t slot = 0; slot < saved; ++slot) saved_slot[walk.saved[slot]] = slot;
-    torch::stable::parallel_for(0, saved, rows_per_task(row), [&](int64_t begin, int64_t end) {
-      for (int64_t slot = begin; slot < end; ++slot) {
-        std::memcpy(copies.data() + slot * row, src + walk.order[walk.saved[slot]] * row,
-                    row * sizeof(scalar_t));
-      }
-    });
-    for_each_task(walk, [&](int64_t begin, int64_t end) {
-      mix_task(begin, end, [&](int64_t q) {
-        return saved_slot[q] >= 0 ? copies.data() + saved_slot[q] * row
-                                  : src + walk.order[q] * row;
-      });
-    });
+    for_each_task(walk, mix_task);
   });
 }
 
