@@ -203,6 +203,49 @@ def write_results(stem: Path, result: dict, table: str,
     print(f"wrote {stem}.json, .md and .png")
 
 
+TIMING_SETTINGS = ("rounds", "min_rounds", "budget", "warmup", "max_spread", "min_cpu_share",
+                   "seed")
+
+
+def run_devices(args: argparse.Namespace, name: str,
+                rows_for: Callable[[torch.device, list[int]], list[dict]],
+                setting_names: tuple[str, ...], markdown: Callable[[dict], str],
+                plot: Callable[[dict, Path], None], extra: dict | None = None
+                ) -> dict[str, dict]:
+    """The loop every benchmark shares: for each of ``args.devices``, the rows of
+    ``rows_for(device, thread counts)``, with the machine and the settings (``quick``,
+    ``setting_names`` and the timing options), written to
+    ``<out>/<name>_<device type>[_quick].{json,md,png}``. Returns the results by device
+    type."""
+    out = output_dir(args)
+    machine = machine_info(args.devices)
+    print(machine_line(machine, args.threads))
+    results = {}
+    with keep_threads():
+        for dev in args.devices:
+            device = torch.device(dev)
+            thread_list = thread_counts(device, args.threads)
+            rows = rows_for(device, thread_list)
+            settings = {k: getattr(args, k) for k in ("quick", *setting_names, *TIMING_SETTINGS)}
+            result = {"device": rows[0]["device"], "device_type": device.type,
+                      "torch": machine["torch"], "date": machine["date"], "machine": machine,
+                      "threads": thread_list, **(extra or {}), "settings": settings,
+                      "rows": rows}
+            results[device.type] = result
+            stem = out / f"{name}_{device.type}{'_quick' if args.quick else ''}"
+            write_results(stem, result, markdown(result), plot)
+    return results
+
+
+def save_figure(fig, path: Path) -> None:
+    """Writes a benchmark's matplotlib figure as a PNG and frees it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
 def summarize(timings: Timings, max_spread: float, min_cpu_share: float = MIN_CPU_SHARE
               ) -> dict:
     """Seconds -> milliseconds: min (the estimate), quartiles, IQR/median, the CPU share
@@ -319,6 +362,21 @@ def interleave(cases: list[Case], device: torch.device, rounds: int, budget_s: f
         if gc_was_enabled:
             gc.enable()
     return samples, skipped
+
+
+def time_cases(cases: list[Case], device: torch.device, args: argparse.Namespace, desc: str
+               ) -> tuple[dict[str, dict], dict]:
+    """:func:`interleave` with the timing options of ``args``; prints the cases that could
+    not be timed. Returns the :func:`summarize` of each case by name, and the load
+    averages before and after."""
+    load_before = load_average()
+    samples, skipped = interleave(cases, device, args.rounds, args.budget, args.min_rounds,
+                                  args.warmup, args.seed, desc=desc)
+    for name, why in skipped.items():
+        tqdm.write(f"not timed: {name}: {why}")
+    load = {"load_before": load_before, "load_after": load_average()}
+    return {name: summarize(s, args.max_spread, args.min_cpu_share)
+            for name, s in samples.items()}, load
 
 
 def fmt_ms(ms: float) -> str:

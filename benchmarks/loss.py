@@ -126,16 +126,9 @@ def run(device: torch.device, batch: int, classes: int, threads: int,
         clear()
         held[name], peaks[name] = memory(forward, device)
         clear()
-    load_before = H.load_average()
-    samples, skipped = H.interleave([H.Case(n, step, clear) for n, step in steps.items()],
-                                    device, args.rounds, args.budget, args.min_rounds,
-                                    args.warmup, args.seed, desc=f"loss C={classes} ({device}, "
-                                    f"{threads} thread{'s' * (threads > 1)})")
-    for name, why in skipped.items():
-        tqdm.write(f"not timed: {name}: {why}")
-    load = {"load_before": load_before, "load_after": H.load_average()}
-    stats = {name: H.summarize(s, args.max_spread, args.min_cpu_share)
-             for name, s in samples.items()}
+    stats, load = H.time_cases(
+        [H.Case(n, step, clear) for n, step in steps.items()], device, args,
+        desc=f"loss C={classes} ({device}, {threads} thread{'s' * (threads > 1)})")
     dense = stats[DENSE]
     return [{"device": device_name(device), "device_type": device.type, "threads": threads,
              "batch": batch, "classes": classes, "method": name, **s,
@@ -204,9 +197,7 @@ def plot(result: dict, path: Path) -> None:
     fig.suptitle(f"loss on a mixed batch, logits [{result['settings']['batch']}, C], "
                  f"{result['device']}, {result['threads'][0]} thread(s)\n"
                  f"{H.machine_line(result['machine'])}", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    H.save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict]:
@@ -221,30 +212,15 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     H.resolve_device_args(args)
     args.rounds = args.rounds or (5 if args.quick else 50)
     args.budget = args.budget if args.budget is not None else (2 if args.quick else 20)
-    out = H.output_dir(args)
-    machine = H.machine_info(args.devices)
-    print(H.machine_line(machine, args.threads))
-    results = {}
-    with H.keep_threads():
-        for dev in args.devices:
-            device = torch.device(dev)
-            thread_list = H.thread_counts(device, args.threads)
-            rows = []
-            for threads in thread_list:
-                for classes in tqdm(args.classes, desc=f"loss ({dev}, {threads} threads)",
-                                    disable=None):
-                    rows += run(device, args.batch, classes, threads, args)
-            settings = {k: getattr(args, k) for k in ("quick", "batch", "classes", "rounds",
-                                                      "min_rounds", "budget", "warmup",
-                                                      "max_spread", "min_cpu_share", "seed")}
-            result = {"device": rows[0]["device"], "device_type": device.type,
-                      "torch": machine["torch"], "date": machine["date"], "machine": machine,
-                      "threads": thread_list, "label_smoothing": LABEL_SMOOTHING,
-                      "settings": settings, "rows": rows}
-            results[device.type] = result
-            stem = out / f"loss_{device.type}{'_quick' if args.quick else ''}"
-            H.write_results(stem, result, markdown(result), plot)
-    return results
+
+    def rows_for(device: torch.device, thread_list: list[int]) -> list[dict]:
+        return [row for threads in thread_list
+                for classes in tqdm(args.classes, desc=f"loss ({device}, {threads} threads)",
+                                    disable=None)
+                for row in run(device, args.batch, classes, threads, args)]
+
+    return H.run_devices(args, "loss", rows_for, ("batch", "classes"), markdown, plot,
+                         extra={"label_smoothing": LABEL_SMOOTHING})
 
 
 if __name__ == "__main__":

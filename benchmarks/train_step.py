@@ -129,15 +129,8 @@ def run(device: torch.device, batch: int, threads: int, args: argparse.Namespace
     y = torch.randint(0, 10, (batch,), device=device)
     steps = make_steps(model, 10)
     cases = [H.Case(name, functools.partial(step, x, y)) for name, step in steps.items()]
-    load_before = H.load_average()
-    samples, skipped = H.interleave(cases, device, args.rounds, args.budget, args.min_rounds,
-                                    args.warmup, args.seed, desc=f"train step ({device}, "
-                                    f"{threads} thread{'s' * (threads > 1)})")
-    for name, why in skipped.items():
-        tqdm.write(f"not timed: {name}: {why}")
-    load = {"load_before": load_before, "load_after": H.load_average()}
-    stats = {name: H.summarize(s, args.max_spread, args.min_cpu_share)
-             for name, s in samples.items()}
+    stats, load = H.time_cases(
+        cases, device, args, desc=f"train step ({device}, {threads} thread{'s' * (threads > 1)})")
     base = stats["no mixup"]
     return [{"device": device_name(device), "device_type": device.type, "threads": threads,
              "method": name, **s, "overhead_vs_no_mixup": s["min_ms"] / base["min_ms"] - 1,
@@ -181,27 +174,13 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     H.resolve_device_args(args)
     args.rounds = args.rounds or (5 if args.quick else 30)
     args.budget = args.budget if args.budget is not None else (10 if args.quick else 90)
-    out = H.output_dir(args)
-    machine = H.machine_info(args.devices)
-    print(H.machine_line(machine, args.threads))
-    results = {}
-    with H.keep_threads():
-        for dev in args.devices:
-            device = torch.device(dev)
-            thread_list = H.thread_counts(device, args.threads)
-            rows = []
-            for threads in tqdm(thread_list, desc=f"train step ({dev})", disable=None):
-                rows += run(device, args.batch, threads, args)
-            settings = {k: getattr(args, k) for k in ("quick", "batch", "rounds", "min_rounds",
-                                                      "budget", "warmup", "max_spread",
-                                                      "min_cpu_share", "seed")}
-            result = {"device": rows[0]["device"], "device_type": device.type,
-                      "torch": machine["torch"], "date": machine["date"], "machine": machine,
-                      "threads": thread_list, "settings": settings, "rows": rows}
-            results[device.type] = result
-            stem = out / f"train_step_{device.type}{'_quick' if args.quick else ''}"
-            H.write_results(stem, result, markdown(result), _plot)
-    return results
+
+    def rows_for(device: torch.device, thread_list: list[int]) -> list[dict]:
+        return [row for threads in tqdm(thread_list, desc=f"train step ({device})",
+                                        disable=None)
+                for row in run(device, args.batch, threads, args)]
+
+    return H.run_devices(args, "train_step", rows_for, ("batch",), markdown, _plot)
 
 
 def _plot(result: dict, path: Path) -> None:
@@ -228,9 +207,7 @@ def _plot(result: dict, path: Path) -> None:
     axes[0][0].invert_yaxis()
     fig.suptitle(f"training step, batch {result['settings']['batch']}, {result['device']}\n"
                  f"{H.machine_line(result['machine'])}", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    H.save_figure(fig, path)
 
 
 if __name__ == "__main__":

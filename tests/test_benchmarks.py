@@ -11,7 +11,7 @@ import torch
 
 import kmixup
 from benchmarks import _harness as H
-from benchmarks import coefficients, loss, throughput, train_step
+from benchmarks import coefficients, loss, permutations, throughput, train_step
 
 TINY = ["--rounds", "3", "--min-rounds", "2", "--budget", "0", "--warmup", "1"]
 
@@ -218,3 +218,39 @@ def test_loss_benchmark_times_and_measures_every_method(tmp_path):
     assert result["machine"]["cpu"] and result["threads"] == [1]
     assert "kmixup.mix_cross_entropy" in (tmp_path / "loss_cpu_quick.md").read_text()
     assert (tmp_path / "loss_cpu_quick.png").stat().st_size > 0
+
+
+def _cycle_lengths(perm: torch.Tensor) -> list[int]:
+    seen, lengths = set(), []
+    for start in range(len(perm)):
+        length, row = 0, start
+        while row not in seen:
+            seen.add(row)
+            row, length = int(perm[row]), length + 1
+        if length:
+            lengths.append(length)
+    return sorted(lengths)
+
+
+def test_permutation_benchmark_perms_have_the_cycles_they_are_named_for():
+    perms = permutations.permutations(23, torch.device("cpu"))
+    assert all(torch.equal(p.sort().values, torch.arange(23)) for p in perms.values())
+    assert _cycle_lengths(perms["one cycle (roll(1), torchvision)"]) == [23]
+    assert _cycle_lengths(perms["flip(0) (timm's batch pairing)"]) == [1] + [2] * 11
+    for n in (2, 3, 5):
+        assert _cycle_lengths(perms[f"cycles of {n} rows"]) == [1] * (23 % n) + [n] * (23 // n)
+    blocks = perms["random within blocks of 8"]
+    assert all(int(blocks[i]) // 8 == i // 8 for i in range(23))
+
+
+def test_permutation_benchmark_times_every_perm_against_copy(tmp_path):
+    permutations.main(["--quick", "--shape", "8x3x5x5", "--dtypes", "float32", "bfloat16",
+                       "--devices", "cpu", "--threads", "1", "--out", str(tmp_path), *TINY])
+    result = json.loads((tmp_path / "permutations_cpu_quick.json").read_text())
+    names = set(permutations.permutations(8, torch.device("cpu")))
+    assert {(r["perm"], r["dtype"]) for r in result["rows"]} == {
+        (n, d) for n in names for d in ("float32", "bfloat16")}
+    assert all(r["min_ms"] > 0 and math.isfinite(r["x_copy"]) for r in result["rows"])
+    table = (tmp_path / "permutations_cpu_quick.md").read_text()
+    assert all(name in table for name in names)
+    assert (tmp_path / "permutations_cpu_quick.png").stat().st_size > 0
