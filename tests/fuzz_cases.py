@@ -356,10 +356,16 @@ def perm_arg(rg: Rng, batch: int, hostile: bool = False, *, validating: bool = T
     duplicates (an error when validating, else maybe), a wrong dtype, shape, type or
     device. For raw ops (no named errors), malformed metadata is lax."""
     if not hostile:
-        how = rg.pick(["random", "identity", "derangement", "reverse", "swaps"],
-                      [5, 1, 2, 1, 1.5])
+        how = rg.pick(["random", "identity", "derangement", "reverse", "swaps", "cycles"],
+                      [5, 1, 2, 1, 1.5, 1.5])
         if how == "identity":
             p = np.arange(batch)
+        elif how == "cycles":  # short cycles of 1 to 6 rows, which the CPU sweeps differently
+            order, p, start = rg.g.permutation(batch), np.arange(batch), 0
+            while start < batch:
+                rows = order[start:start + int(rg.integers(1, 7))]
+                p[rows] = np.roll(rows, -1)
+                start += len(rows)
         elif how == "swaps":  # pairs swapped: both rows of a pair share one distance
             order = rg.g.permutation(batch)
             p = np.arange(batch)
