@@ -211,7 +211,8 @@ inline int64_t rows_per_task(int64_t row_len) {
 // pairs reads each row once from memory (walk_task sweeps runs of consecutive pairs
 // together, so most rows are loaded only once at all), and mixing can overwrite the
 // input: out[i] needs x[other[i]], the next row, not yet written. The positions are cut
-// into contiguous tasks run in parallel; a cycle of up to kChainPairs rows is never cut.
+// into contiguous tasks run in parallel; a cycle of up to kChainPairs rows is never cut
+// (walk_task sweeps it whole).
 struct CycleWalk {
   std::vector<int64_t> order;       // order[p]: the row visited at position p
   std::vector<int64_t> next;        // next[p]: the position of order[p]'s partner
@@ -294,43 +295,34 @@ void for_each_task(const CycleWalk& walk, const Body& body) {
   });
 }
 
-// The length of the cycle that starts at position p if it has at most kChainPairs rows,
-// each of them in_run, else 0. walk_task sweeps such a cycle whole, and in place it needs no
-// copy: a sweep reads each row's chunk before it writes it, and the last row's partner is
-// the first one's chunk as it was read.
+// The pairs of the run that starts at position p of a task ending at `end`, 0 where none
+// does: a whole cycle of at most kChainPairs rows (walk_task sweeps it whole; in place it
+// needs no copy, because a sweep reads each row's chunk before it writes it and the last
+// row's partner is the first one's chunk as it was read), else kChainPairs pairs along a
+// longer cycle. Every row of a run is in_run.
 template <typename InRun>
-int closed_cycle_pairs(const CycleWalk& walk, int64_t p, const InRun& in_run) {
+int run_pairs(const CycleWalk& walk, int64_t p, int64_t end, const InRun& in_run) {
   for (int pairs = 1; pairs <= kChainPairs; ++pairs) {
     const int64_t last = p + pairs - 1;
-    if (!in_run(last)) return 0;
+    if (last >= end || !in_run(last)) return 0;
     if (walk.next[last] == p) return pairs;
-    if (walk.next[last] != last + 1) return 0;
+    if (pairs < kChainPairs && walk.next[last] != last + 1) return 0;
   }
-  return 0;
+  return kChainPairs;
 }
 
 // Walks the positions [begin, end) of one task: run(p, pairs) for consecutive pairs along a
-// cycle from position p (each row's partner is the next row of the run, the last one's is
-// position next[p + pairs - 1]), either a whole short cycle (closed_cycle_pairs) or
-// kChainPairs pairs; pair(p) for the rest: a long cycle's wrap, a task's tail, and
-// positions that in_run(p) keeps out of runs.
+// cycle from position p (run_pairs; each row's partner is the next row of the run, the last
+// one's is position next[p + pairs - 1], which is p where the run is a whole cycle),
+// pair(p) for the rest: a long cycle's wrap, a task's tail, and positions that in_run(p)
+// keeps out of runs.
 template <typename InRun, typename Run, typename Pair>
 void walk_task(const CycleWalk& walk, int64_t begin, int64_t end, const InRun& in_run,
                const Run& run, const Pair& pair) {
-  const auto runs_at = [&](int64_t p) {
-    if (p + kChainPairs > end) return false;
-    for (int64_t t = 0; t < kChainPairs; ++t) {
-      if (!in_run(p + t) || (t + 1 < kChainPairs && walk.next[p + t] != p + t + 1)) return false;
-    }
-    return true;
-  };
   for (int64_t p = begin; p < end;) {
-    if (const int pairs = closed_cycle_pairs(walk, p, in_run); pairs > 0) {
+    if (const int pairs = run_pairs(walk, p, end, in_run); pairs > 0) {
       run(p, pairs);
       p += pairs;
-    } else if (runs_at(p)) {
-      run(p, kChainPairs);
-      p += kChainPairs;
     } else {
       pair(p);
       ++p;
@@ -388,14 +380,11 @@ inline void mix_batch(const Tensor& x_rows, const int64_t* other, const Tensor& 
     // Mixes the positions [begin, end) of one task.
     const auto mix_task = [&](int64_t begin, int64_t end) {
       // In place, the first row of a cycle that this task walks alone, as it was, for the
-      // cycle's last pair (unless walk_task sweeps the cycle whole).
+      // cycle's last pair (unless the run from it is the whole cycle).
       std::unique_ptr<scalar_t[]> first_row;
       int64_t first_position = -1;
-      const auto keep_first_row = [&](int64_t p) {
-        if (!in_place || !walk.starts_cycle[p] || saved_slot[p] >= 0 ||
-            closed_cycle_pairs(walk, p, in_run) > 0) {
-          return;
-        }
+      const auto keep_first_row = [&](int64_t p, bool whole_cycle) {
+        if (!in_place || !walk.starts_cycle[p] || saved_slot[p] >= 0 || whole_cycle) return;
         if (!first_row) first_row.reset(new scalar_t[row]);
         std::memcpy(first_row.get(), src + walk.order[p] * row, row * sizeof(scalar_t));
         first_position = p;
@@ -410,7 +399,7 @@ inline void mix_batch(const Tensor& x_rows, const int64_t* other, const Tensor& 
       walk_task(
           walk, begin, end, in_run,
           [&](int64_t p, int pairs) {
-            keep_first_row(p);
+            keep_first_row(p, walk.next[p + pairs - 1] == p);
             with_chain_pairs(pairs, [&](auto chain) {
               constexpr int G = decltype(chain)::value;
               const scalar_t* rows[G + 1];
@@ -427,7 +416,7 @@ inline void mix_batch(const Tensor& x_rows, const int64_t* other, const Tensor& 
             });
           },
           [&](int64_t p) {
-            keep_first_row(p);
+            keep_first_row(p, false);
             const int64_t i = walk.order[p];
             const auto [wa, wb] = weights(i);
             mix_row(src + i * row, wa, partner(walk.next[p]), wb, dst + i * row, row);
