@@ -117,14 +117,33 @@ def add_timing_args(parser: argparse.ArgumentParser, rounds: int, budget: float)
     parser.add_argument("--seed", type=int, default=0, help="seed of the round orders")
 
 
-def cpu_model() -> str:
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpuinfo_field(name: str) -> str | None:
+    """The first value of ``name`` in /proc/cpuinfo (Linux), or None."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        for line in CPUINFO.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip().lower() == name:
+                return value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_model() -> str:
+    return cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+# The x86 features that pick kmixup's CPU row loops (AVX2, AVX-512, AVX512-BF16): the same
+# model name covers CPUs with and without AVX-512, and the 2-byte rows depend on it.
+VECTOR_FEATURES = ("avx2", "f16c", "avx512f", "avx512bw", "avx512_bf16")
+
+
+def cpu_vector_features() -> list[str]:
+    flags = set((cpuinfo_field("flags") or "").split())
+    return [f for f in VECTOR_FEATURES if f in flags]
 
 
 def machine_info(devices: list[str] | None = None) -> dict:
@@ -138,6 +157,7 @@ def machine_info(devices: list[str] | None = None) -> dict:
     info = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "cpu": cpu_model(),
+        "cpu_vector_features": cpu_vector_features(),
         "cpu_arch": platform.machine(),
         "logical_cpus": os.cpu_count(),
         "usable_cpus": usable,
@@ -158,8 +178,10 @@ def machine_info(devices: list[str] | None = None) -> dict:
 
 
 def machine_line(info: dict, threads: list[int] | None = None) -> str:
+    features = " ".join(info.get("cpu_vector_features", [])) or "none listed"
     line = (f"{info['cpu']} ({info['usable_cpus']} usable of {info['logical_cpus']} logical "
-            f"CPUs, torch CPU capability {info['torch_cpu_capability']})")
+            f"CPUs, vector features {features}, torch CPU capability "
+            f"{info['torch_cpu_capability']})")
     if "gpu" in info:
         line += f", {info['gpu']} (sm {info['gpu_capability']}, CUDA {info['cuda']})"
     if threads:

@@ -60,6 +60,19 @@ def test_output_goes_to_scratch_unless_results_are_asked_for():
         parser.parse_args(["--save-results", "--out", "x"])
 
 
+def test_machine_names_the_vector_features_that_pick_the_row_loops(monkeypatch, tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: Some CPU\nflags\t\t: fpu sse2 avx2 fma f16c avx512f\n")
+    monkeypatch.setattr(H, "CPUINFO", cpuinfo)
+    assert H.cpu_vector_features() == ["avx2", "f16c", "avx512f"]
+    info = H.machine_info()
+    assert info["cpu"] == "Some CPU" and info["cpu_vector_features"] == ["avx2", "f16c", "avx512f"]
+    assert "vector features avx2 f16c avx512f" in H.machine_line(info)
+    cpuinfo.write_text("model name\t: Some CPU\n")
+    assert H.cpu_vector_features() == []
+    assert "vector features none listed" in H.machine_line(H.machine_info())
+
+
 @pytest.fixture(scope="module")
 def throughput_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("throughput")
