@@ -332,7 +332,8 @@ def test_row_loops_agree_across_instruction_sets(tmp_path):
     """The CPU row loops exist per instruction set (baseline, AVX2, AVX-512, AVX-512 with
     AVX512-BF16), picked at run time and capped by ATEN_CPU_CAPABILITY (uncapped: the best
     the CPU has). Mixing gives the same bits on each (float16 NaN payloads aside: F16C
-    keeps them); distances agree to float rounding."""
+    keeps them), bfloat16 NaN included: c10's 0x7FC0, whatever the payload and sign;
+    distances agree to float rounding."""
     results = {}
     for cap in ("default", "avx2", "avx512", "uncapped"):
         path = tmp_path / f"{cap}.pt"
@@ -342,15 +343,22 @@ def test_row_loops_agree_across_instruction_sets(tmp_path):
         subprocess.run([sys.executable, "-c", _ROW_ISA_SCRIPT, str(path)], env=env, check=True)
         results[cap] = torch.load(path)
     base = results.pop("default")
+    bfloat16_nans = 0
     for cap, res in results.items():
         for key, (mixed, in_place, dist) in res.items():
             ref_mixed, ref_in_place, ref_dist = base[key]
             for got, ref in ((mixed, ref_mixed), (in_place, ref_in_place)):
+                if got.dtype == torch.bfloat16:
+                    bits = got.view(torch.int16)
+                    assert torch.equal(bits, ref.view(torch.int16)), (cap, key)
+                    assert bool((bits[got.isnan()] == 0x7FC0).all()), (cap, key)
+                    bfloat16_nans += int(got.isnan().sum())
                 assert torch.equal(got.isnan(), ref.isnan()), (cap, key)
                 same = torch.where(ref.isnan(), 0, got) == torch.where(ref.isnan(), 0, ref)
                 assert bool(same.all()), (cap, key)
             tol = 1e-14 if key[0] == str(torch.float64) else 1e-6
             torch.testing.assert_close(dist, ref_dist, rtol=tol, atol=0, msg=str((cap, key)))
+    assert bfloat16_nans > 0  # the bit patterns do make NaN results to check
 
 
 @needs_compiled
