@@ -308,6 +308,12 @@ def test_half_rows_round_bit_for_bit_like_torch(dtype):
 _ROW_ISA_SCRIPT = """
 import sys, numpy as np, torch, kmixup
 ops, rng, out = torch.ops.kmixup, np.random.default_rng(3), {}
+def mix(key, x, lam):
+    perm = torch.roll(torch.arange(x.shape[0]), 1)
+    in_place = x.clone()
+    ops.kernel_mix_(in_place, perm, lam, in_place, 1.0, 0.25, "none")
+    finite = torch.nan_to_num(x.double(), 0, 0, 0).clamp(-100, 100).to(x.dtype)
+    out[key] = (ops.interpolate(x, perm, lam), in_place, ops.pair_sq_dist(finite, perm))
 for dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
     for shape in ((6, 4099), (5, 3, 7, 5), (4, 1), (3, 64)):
         x = torch.from_numpy(rng.standard_normal(shape)).to(dtype)
@@ -315,14 +321,13 @@ for dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
             bits = torch.from_numpy(rng.integers(-(2**15), 2**15, shape, dtype=np.int16))
             x = torch.where(torch.from_numpy(rng.random(shape) < 0.2), bits.view(dtype), x)
         x[:2] *= torch.finfo(dtype).tiny  # row 1 mixes with row 0: subnormal results
-        perm = torch.roll(torch.arange(shape[0]), 1)
         lam = torch.from_numpy(rng.random(shape[0])).to(torch.float64 if dtype == torch.float64
                                                        else torch.float32)
-        in_place = x.clone()
-        ops.kernel_mix_(in_place, perm, lam, in_place, 1.0, 0.25, "none")
-        finite = torch.nan_to_num(x.double(), 0, 0, 0).clamp(-100, 100).to(dtype)
-        out[str(dtype), shape] = (ops.interpolate(x, perm, lam), in_place,
-                                  ops.pair_sq_dist(finite, perm))
+        mix((str(dtype), shape), x, lam)
+# Every bfloat16 halfway to the next one up: each rounding tie, to both parities.
+words = torch.arange(-(2**15), 2**15, dtype=torch.int32)
+mix((str(torch.bfloat16), "ties"),
+    torch.stack([words, words + 1]).to(torch.int16).view(torch.bfloat16), torch.full((2,), 0.5))
 torch.save(out, sys.argv[1])
 """
 
@@ -343,6 +348,12 @@ def test_row_loops_agree_across_instruction_sets(tmp_path):
         subprocess.run([sys.executable, "-c", _ROW_ISA_SCRIPT, str(path)], env=env, check=True)
         results[cap] = torch.load(path)
     base = results.pop("default")
+    words = torch.arange(-(2**15), 2**15, dtype=torch.int32)
+    a, b = (w.to(torch.int16).view(torch.bfloat16).float() for w in (words, words + 1))
+    want = (0.5 * a + 0.5 * b).bfloat16()  # c10's rounding
+    number = ~want.isnan()
+    for ties in base[str(torch.bfloat16), "ties"][:2]:
+        assert torch.equal(ties[0][number].view(torch.int16), want[number].view(torch.int16))
     bfloat16_nans = 0
     for cap, res in results.items():
         for key, (mixed, in_place, dist) in res.items():
