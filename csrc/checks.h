@@ -13,6 +13,7 @@
 #include <torch/headeronly/core/MemoryFormat.h>
 #include <torch/headeronly/core/ScalarType.h>
 
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <sstream>
@@ -150,11 +151,28 @@ inline int parse_warping(std::string_view warping) {
       "kmixup: warping must be 'beta_cdf', 'inverse_beta_cdf' or 'none', got '", warping, "'"));
 }
 
-// The inputs of kernel_mix; returns the warping as a kmixup::Warping.
+// lam values, read on the host by the CPU kernels: outside [0, 1] (or NaN) the warps are
+// undefined and would write NaN rows. The CUDA kernels leave them to validate=True, which
+// would otherwise cost a host sync.
+inline void check_lam_range(const double* lam, int64_t batch) {
+  for (int64_t i = 0; i < batch; ++i) {
+    KMIXUP_CHECK_VALUE(lam[i] >= 0 && lam[i] <= 1,
+                       "kmixup: lam values must lie in [0, 1], got lam[", i, "] = ", lam[i]);
+  }
+}
+
+// The inputs of kernel_mix; returns the warping as a kmixup::Warping. tau_max and tau_std
+// are host numbers, so they are checked on every device (a zero or non-finite one would
+// turn every coefficient into NaN).
 inline int check_kernel_mix(const Tensor& x, const Tensor& perm, const Tensor& lam,
-                            const Tensor& feats, std::string_view warping) {
+                            const Tensor& feats, double tau_max, double tau_std,
+                            std::string_view warping) {
   check_batch_and_perm(x, "x", perm);
   check_coefficients(lam, "lam", x);
+  KMIXUP_CHECK_VALUE(std::isfinite(tau_max) && tau_max > 0,
+                     "kmixup: tau_max must be finite and > 0, got ", tau_max);
+  KMIXUP_CHECK_VALUE(std::isfinite(tau_std) && tau_std > 0,
+                     "kmixup: tau_std must be finite and > 0, got ", tau_std);
   check_float(feats, "feats");
   check_same_device(feats, "feats", x);
   KMIXUP_CHECK(feats.dim() >= 1 && feats.size(0) == x.size(0),

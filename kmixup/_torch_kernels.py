@@ -187,6 +187,13 @@ def _coefficients(x, perm, lam, feats, tau_max, tau_std, warping) -> Tensor:
         raise RuntimeError(f"kmixup: feats must have x's batch size {x.shape[0]} and device")
     if warping not in ("beta_cdf", "inverse_beta_cdf", "none"):
         raise RuntimeError(f"kmixup: unknown warping {warping!r}")
+    # As csrc/checks.h: the widths always (host numbers), lam's values where they are on
+    # the host (elsewhere reading them would synchronise: validate=True checks them).
+    for name, value in (("tau_max", tau_max), ("tau_std", tau_std)):
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"kmixup: {name} must be finite and > 0, got {value}")
+    if lam.device.type == "cpu" and not bool(((lam >= 0) & (lam <= 1)).all()):
+        raise ValueError("kmixup: lam values must lie in [0, 1]")
     dtype = float_dtype(x.dtype)
     if warping == "none":
         return lam.to(dtype, copy=True)

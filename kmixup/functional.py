@@ -254,7 +254,8 @@ def kernel_mix(
         validate: Check values that need reading data (``perm`` is a permutation,
             ``lam`` in [0, 1]). ``None``: only for CPU tensors and not while
             ``torch.compile`` traces, so accelerators never sync. Shape, dtype and
-            device checks always run.
+            device checks always run, and so does ``lam``'s range on the CPU, where the
+            kernels read ``lam`` anyway.
         process_group: For data-parallel training: normalise the distances by their
             mean over the whole global batch, i.e. over every rank of this
             ``torch.distributed`` process group (e.g. ``dist.group.WORLD``), instead of

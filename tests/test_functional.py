@@ -441,8 +441,11 @@ def test_kernel_mix_rejects_bad_input(kwargs, err, name):
 
 
 def test_validate_false_skips_value_checks():
-    # Not a permutation and lam > 1, but only metadata is checked.
-    F.kernel_mix(X, torch.tensor([0, 0, 1, 2]), torch.tensor(1.5), validate=False)
+    # Not a permutation, but only metadata is checked. (A lam outside [0, 1] is still
+    # refused on the CPU: the kernels read lam there anyway, and it would write NaN rows.)
+    F.kernel_mix(X, torch.tensor([0, 0, 1, 2]), torch.tensor(0.5), validate=False)
+    with pytest.raises(ValueError, match="lam"):
+        F.kernel_mix(X, PERM, torch.tensor(1.5), validate=False)
     F.mix_targets(torch.tensor([0, 9, 1, 2]), PERM, torch.rand(4), num_classes=10,
                   validate=False)
 

@@ -202,6 +202,39 @@ def test_warp_and_similarity_tau_check_values():
     assert F.similarity_tau(torch.tensor([1.0, float("nan")]), 1.0, 0.25)[1] == 0
 
 
+BAD_WIDTHS = [
+    ("tau_std", 1.0, 0.0), ("tau_std", 1.0, -1.0), ("tau_std", 1.0, float("nan")),
+    ("tau_std", 1.0, float("inf")), ("tau_max", 0.0, 0.25), ("tau_max", -1.0, 0.25),
+    ("tau_max", float("nan"), 0.25), ("tau_max", float("inf"), 0.25),
+]
+
+
+@backends
+def test_the_raw_ops_refuse_widths_and_lam_that_would_write_nan(kernels):
+    """Called directly, without the functional checks: a width that would make every
+    coefficient NaN, and (CPU) a lam outside [0, 1], are ValueErrors naming them, from the
+    out-of-place, out= and in-place ops alike, and an in-place call leaves x untouched."""
+    x, perm, lam = data()
+    inplace = kernels.kernel_mix_ if kernels is not K else K.kernel_mix_inplace
+    out = torch.empty_like(x)
+    for name, tau_max, tau_std in BAD_WIDTHS:
+        for warping in WARPINGS:
+            with pytest.raises(ValueError, match=name):
+                kernels.kernel_mix(x, perm, lam, x, tau_max, tau_std, warping)
+            with pytest.raises(ValueError, match=name):
+                kernels.kernel_mix_out(x, perm, lam, x, tau_max, tau_std, warping, out)
+    for bad in (1.5, -0.1, float("nan")):
+        bad_lam = lam.clone()
+        bad_lam[2] = bad
+        for warping in WARPINGS:
+            with pytest.raises(ValueError, match="lam"):
+                kernels.kernel_mix(x, perm, bad_lam, x, 1.0, 0.25, warping)
+            x_in = x.clone()
+            with pytest.raises(ValueError, match="lam"):
+                inplace(x_in, perm, bad_lam, x_in, 1.0, 0.25, warping)
+            assert torch.equal(x_in, x)
+
+
 # ----------------------------------------------------------------------------- dtypes
 
 

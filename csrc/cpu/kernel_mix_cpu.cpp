@@ -72,13 +72,14 @@ Tensor pair_sq_dist_cpu(const Tensor& f, const Tensor& perm) {
 Tensor kernel_mix_into(const Tensor& x, const Tensor& perm, const Tensor& lam,
                        const Tensor& feats, double tau_max, double tau_std,
                        std::string_view warping_name, const Tensor& out) {
-  const int warping = check_kernel_mix(x, perm, lam, feats, warping_name);
+  const int warping = check_kernel_mix(x, perm, lam, feats, tau_max, tau_std, warping_name);
   const int64_t batch = x.size(0);
   const Tensor perm_c = contiguous_in(perm);
   const int64_t* partner = perm_c.const_data_ptr<int64_t>();
   check_perm_range(partner, batch);
   const Tensor lam64 = contiguous_as(lam, ScalarType::Double);
   const double* lam_data = lam64.const_data_ptr<double>();
+  check_lam_range(lam_data, batch);
 
   std::vector<double> dist(batch, 0.0);
   double mean = 0.0;

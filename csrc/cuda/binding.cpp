@@ -92,7 +92,7 @@ Tensor pair_sq_dist_cuda(const Tensor& f, const Tensor& perm) {
 Tensor kernel_mix_into(const Tensor& x, const Tensor& perm, const Tensor& lam,
                        const Tensor& feats, double tau_max, double tau_std,
                        std::string_view warping_name, const Tensor& out) {
-  const int warping = check_kernel_mix(x, perm, lam, feats, warping_name);
+  const int warping = check_kernel_mix(x, perm, lam, feats, tau_max, tau_std, warping_name);
   check_cuda(x, "x");
   const DType x_dtype = dtype_of(x, "x"), feats_dtype = dtype_of(feats, "feats");
   const torch::stable::accelerator::DeviceGuard guard(x.get_device_index());
