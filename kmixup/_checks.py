@@ -107,7 +107,9 @@ def check_unit_interval_values(c: torch.Tensor, name: str) -> None:
 def check_positive(value: object, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
+    # Comparisons only (NaN and inf fail them): under torch.compile(dynamic=True) a float
+    # may be a SymFloat, which the comparisons guard on and math.isfinite cannot take.
+    if not 0 < value < math.inf:
         raise ValueError(f"{name} must be finite and > 0, got {value}")
 
 

@@ -469,20 +469,26 @@ def test_interpolate_gradgradcheck(device):
 # ----------------------------------------------------------------------------- torch.compile
 
 
-def test_torch_compile_kernel_mix_fullgraph_equals_eager():
+# dynamic=True: Python floats (settings, module attributes) may reach the checks as SymFloat.
+compile_dynamic = pytest.mark.parametrize("dynamic", [None, True], ids=["auto", "dynamic"])
+
+
+@compile_dynamic
+def test_torch_compile_kernel_mix_fullgraph_equals_eager(dynamic):
     x, perm, lam = batch((8, 3, 4, 4), seed=6)
     x = x.float()
 
-    def mix(x, perm, lam):
-        return F.kernel_mix(x, perm, lam, warping="inverse_beta_cdf")
+    def mix(x, perm, lam, tau_std):
+        return F.kernel_mix(x, perm, lam, tau_std=tau_std, warping="inverse_beta_cdf")
 
     torch._dynamo.reset()
-    compiled = torch.compile(mix, fullgraph=True)
-    for got, want in zip(compiled(x, perm, lam), mix(x, perm, lam)):
+    compiled = torch.compile(mix, fullgraph=True, dynamic=dynamic)
+    for got, want in zip(compiled(x, perm, lam, 0.5), mix(x, perm, lam, 0.5)):
         torch.testing.assert_close(got, want)
 
 
-def test_torch_compile_training_step_fullgraph_equals_eager():
+@compile_dynamic
+def test_torch_compile_training_step_fullgraph_equals_eager(dynamic):
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
     mixer = kmixup.KernelMixup(num_classes=3, label_smoothing=0.1)
     x = torch.randn(6, 3, 2, 2, generator=gen(8))
@@ -502,6 +508,6 @@ def test_torch_compile_training_step_fullgraph_equals_eager():
     torch._dynamo.reset()
     # Eager random draws in the compiled graph too, so that both see the same perm and lam.
     with torch._inductor.config.patch(fallback_random=True):
-        got = run(torch.compile(loss_fn, fullgraph=True))
+        got = run(torch.compile(loss_fn, fullgraph=True, dynamic=dynamic))
     want = run(loss_fn)
     torch.testing.assert_close(got, want)
