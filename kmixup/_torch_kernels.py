@@ -13,6 +13,7 @@ import math
 import torch
 from torch import Tensor
 
+from . import _checks as C
 from . import special
 
 
@@ -189,11 +190,10 @@ def _coefficients(x, perm, lam, feats, tau_max, tau_std, warping) -> Tensor:
         raise RuntimeError(f"kmixup: unknown warping {warping!r}")
     # As csrc/checks.h: the widths always (host numbers), lam's values where they are on
     # the host (elsewhere reading them would synchronise: validate=True checks them).
-    for name, value in (("tau_max", tau_max), ("tau_std", tau_std)):
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"kmixup: {name} must be finite and > 0, got {value}")
-    if lam.device.type == "cpu" and not bool(((lam >= 0) & (lam <= 1)).all()):
-        raise ValueError("kmixup: lam values must lie in [0, 1]")
+    C.check_positive(tau_max, "tau_max")
+    C.check_positive(tau_std, "tau_std")
+    if lam.device.type == "cpu":
+        C.check_unit_interval_values(lam, "lam")
     dtype = float_dtype(x.dtype)
     if warping == "none":
         return lam.to(dtype, copy=True)
