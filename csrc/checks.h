@@ -151,6 +151,12 @@ inline int parse_warping(std::string_view warping) {
       "kmixup: warping must be 'beta_cdf', 'inverse_beta_cdf' or 'none', got '", warping, "'"));
 }
 
+// A setting that must be finite and > 0 (kmixup/_checks.py's check_positive).
+inline void check_positive(double value, const char* name) {
+  KMIXUP_CHECK_VALUE(std::isfinite(value) && value > 0, "kmixup: ", name,
+                     " must be finite and > 0, got ", value);
+}
+
 // lam values, read on the host by the CPU kernels: outside [0, 1] (or NaN) the warps are
 // undefined and would write NaN rows. The CUDA kernels leave them to validate=True, which
 // would otherwise cost a host sync.
@@ -169,10 +175,8 @@ inline int check_kernel_mix(const Tensor& x, const Tensor& perm, const Tensor& l
                             std::string_view warping) {
   check_batch_and_perm(x, "x", perm);
   check_coefficients(lam, "lam", x);
-  KMIXUP_CHECK_VALUE(std::isfinite(tau_max) && tau_max > 0,
-                     "kmixup: tau_max must be finite and > 0, got ", tau_max);
-  KMIXUP_CHECK_VALUE(std::isfinite(tau_std) && tau_std > 0,
-                     "kmixup: tau_std must be finite and > 0, got ", tau_std);
+  check_positive(tau_max, "tau_max");
+  check_positive(tau_std, "tau_std");
   check_float(feats, "feats");
   check_same_device(feats, "feats", x);
   KMIXUP_CHECK(feats.dim() >= 1 && feats.size(0) == x.size(0),
