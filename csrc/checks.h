@@ -7,11 +7,13 @@
 // torch from TORCH_TARGET_VERSION (setup.py) on.
 #pragma once
 
+#include <torch/csrc/stable/c/shim.h>
 #include <torch/csrc/stable/ops.h>
 #include <torch/csrc/stable/tensor.h>
 #include <torch/headeronly/core/Dispatch.h>
 #include <torch/headeronly/core/MemoryFormat.h>
 #include <torch/headeronly/core/ScalarType.h>
+#include <torch/headeronly/util/shim_utils.h>
 
 #include <cmath>
 #include <cstdint>
@@ -141,6 +143,25 @@ inline void check_coefficients(const Tensor& c, const char* name, const Tensor& 
   KMIXUP_CHECK(c.dim() == 1 && c.size(0) == x.size(0), "kmixup: ", name, " must have shape [",
                x.size(0), "], got ", shape(c));
   check_same_device(c, name, x);
+}
+
+// A str argument as a registered kernel takes it: the string's handle, passed through as it
+// comes. torch 2.13's stable-ABI unboxing of a std::string or std::string_view parameter
+// copies the string out of a `new std::string` that it never deletes (fixed in torch 2.14):
+// 48 bytes lost per kernel_mix call, and on the CPU the lost block could split the freed
+// block of the last call's output, so that a loop of kernel_mix calls grew by a whole batch
+// per call. A kernel takes the string out with take_string, which deletes the handle, as
+// its first statement (before any check can throw).
+using StrArg = StringHandle;
+
+inline std::string take_string(StrArg arg) {
+  size_t length = 0;
+  const char* data = nullptr;
+  TORCH_ERROR_CODE_CHECK(torch_string_length(arg, &length));
+  TORCH_ERROR_CODE_CHECK(torch_string_c_str(arg, &data));
+  std::string value(data, length);
+  TORCH_ERROR_CODE_CHECK(torch_delete_string(arg));
+  return value;
 }
 
 inline int parse_warping(std::string_view warping) {

@@ -121,25 +121,28 @@ Tensor kernel_mix_into(const Tensor& x, const Tensor& perm, const Tensor& lam,
 
 std::tuple<Tensor, Tensor> kernel_mix_cpu(const Tensor& x, const Tensor& perm, const Tensor& lam,
                                           const Tensor& feats, double tau_max, double tau_std,
-                                          std::string_view warping) {
+                                          StrArg warping) {
+  const std::string warping_name = take_string(warping);
   check_float(x, "x");
   Tensor mixed = empty_rows_like(x);
-  Tensor coeff = kernel_mix_into(x, perm, lam, feats, tau_max, tau_std, warping, mixed);
+  Tensor coeff = kernel_mix_into(x, perm, lam, feats, tau_max, tau_std, warping_name, mixed);
   return {mixed, coeff};
 }
 
 Tensor kernel_mix_out_cpu(const Tensor& x, const Tensor& perm, const Tensor& lam,
-                          const Tensor& feats, double tau_max, double tau_std,
-                          std::string_view warping, Tensor& out) {
+                          const Tensor& feats, double tau_max, double tau_std, StrArg warping,
+                          Tensor& out) {
+  const std::string warping_name = take_string(warping);
   check_out(out, x);
-  return kernel_mix_into(x, perm, lam, feats, tau_max, tau_std, warping, out);
+  return kernel_mix_into(x, perm, lam, feats, tau_max, tau_std, warping_name, out);
 }
 
 Tensor kernel_mix_inplace_cpu(Tensor& x, const Tensor& perm, const Tensor& lam,
                               const Tensor& feats, double tau_max, double tau_std,
-                              std::string_view warping) {
+                              StrArg warping) {
+  const std::string warping_name = take_string(warping);
   check_in_place(x);
-  return kernel_mix_into(x, perm, lam, feats, tau_max, tau_std, warping, x);
+  return kernel_mix_into(x, perm, lam, feats, tau_max, tau_std, warping_name, x);
 }
 
 }  // namespace

@@ -133,19 +133,20 @@ Tensor kernel_mix_into(const Tensor& x, const Tensor& perm, const Tensor& lam,
 
 std::tuple<Tensor, Tensor> kernel_mix_cuda(const Tensor& x, const Tensor& perm,
                                            const Tensor& lam, const Tensor& feats,
-                                           double tau_max, double tau_std,
-                                           std::string_view warping) {
+                                           double tau_max, double tau_std, StrArg warping) {
+  const std::string warping_name = take_string(warping);
   check_float(x, "x");
   Tensor mixed = empty_rows(x, x.scalar_type());
-  Tensor coeff = kernel_mix_into(x, perm, lam, feats, tau_max, tau_std, warping, mixed);
+  Tensor coeff = kernel_mix_into(x, perm, lam, feats, tau_max, tau_std, warping_name, mixed);
   return {mixed, coeff};
 }
 
 Tensor kernel_mix_out_cuda(const Tensor& x, const Tensor& perm, const Tensor& lam,
-                           const Tensor& feats, double tau_max, double tau_std,
-                           std::string_view warping, Tensor& out) {
+                           const Tensor& feats, double tau_max, double tau_std, StrArg warping,
+                           Tensor& out) {
+  const std::string warping_name = take_string(warping);
   check_out(out, x);
-  return kernel_mix_into(x, perm, lam, feats, tau_max, tau_std, warping, out);
+  return kernel_mix_into(x, perm, lam, feats, tau_max, tau_std, warping_name, out);
 }
 
 // Blocks mix rows concurrently, so x[perm[i]] may already be overwritten when row i reads
@@ -153,9 +154,11 @@ Tensor kernel_mix_out_cuda(const Tensor& x, const Tensor& perm, const Tensor& la
 // true in-place mixing safe).
 Tensor kernel_mix_inplace_cuda(Tensor& x, const Tensor& perm, const Tensor& lam,
                                const Tensor& feats, double tau_max, double tau_std,
-                               std::string_view warping) {
+                               StrArg warping) {
+  const std::string warping_name = take_string(warping);
   check_in_place(x);
-  auto [mixed, coeff] = kernel_mix_cuda(x, perm, lam, feats, tau_max, tau_std, warping);
+  Tensor mixed = empty_rows(x, x.scalar_type());
+  Tensor coeff = kernel_mix_into(x, perm, lam, feats, tau_max, tau_std, warping_name, mixed);
   torch::stable::copy_(x, mixed);
   return coeff;
 }
