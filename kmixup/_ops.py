@@ -210,3 +210,34 @@ torch.library.register_autograd(
 torch.library.register_autograd(
     "kmixup::kernel_mix", _kernel_mix_grad, setup_context=_kernel_mix_setup
 )
+
+
+# ----------------------------------------------------------------------------- mutation
+
+# The tensor each in-place op writes (schema `Tensor(a!)`), by argument position.
+MUTATED_ARGUMENT = {"kernel_mix_": 0, "kernel_mix_out": 7}
+
+
+def _bumps_version(op: torch._ops.OpOverload, index: int):
+    """``op``'s ADInplaceOrView kernel: bumps the version of the tensor it writes, then runs it.
+
+    A compiled kernel writes through a data pointer, which autograd cannot see: without the
+    bump, a graph that saved that tensor (``w * x`` saves ``x`` for ``w``'s gradient) would
+    backpropagate through the mixed values without an error. torch's own in-place ops, and
+    ``torch.library.custom_op``, do the same at this dispatch key.
+    """
+
+    def kernel(keyset, *args):
+        torch.autograd.graph.increment_version(args[index])
+        return op.redispatch(keyset & torch._C._after_ADInplaceOrView_keyset, *args)
+
+    return kernel
+
+
+for _name, _index in MUTATED_ARGUMENT.items():
+    _lib.impl(
+        _name,
+        _bumps_version(getattr(torch.ops.kmixup, _name).default, _index),
+        "ADInplaceOrView",
+        with_keyset=True,
+    )

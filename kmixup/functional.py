@@ -304,7 +304,8 @@ def kernel_mix_(
     ``x[perm[i]]``, the next row of its cycle, not yet overwritten; only the first row of
     each cycle and of each thread's share is copied aside), so the batch is read and
     written once. ``feats`` may be ``x``: every distance is taken before any row changes.
-    On CUDA the rows are mixed into a temporary and copied back.
+    On CUDA the rows are mixed into a temporary and copied back. As torch's in-place ops
+    do, it bumps ``x``'s version, so a graph that saved ``x`` refuses to backpropagate.
 
     Args:
         x: Floating batch ``[B, ...]``, contiguous or channels_last, not requiring grad.

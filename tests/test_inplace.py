@@ -105,6 +105,35 @@ def test_in_place_and_out_refuse_what_they_cannot_do():
         F.kernel_mix(x, perm, 0.5, out="buffer")
 
 
+WRITES = {
+    "kernel_mix_": lambda t, perm, lam: F.kernel_mix_(t, perm, lam),
+    "out=": lambda t, perm, lam: F.kernel_mix(t.clone(), perm, lam, out=t),
+    "op kernel_mix_": lambda t, perm, lam: torch.ops.kmixup.kernel_mix_(
+        t, perm, lam, t.clone(), 1.0, 0.25, "beta_cdf"
+    ),
+    "op kernel_mix_out": lambda t, perm, lam: torch.ops.kmixup.kernel_mix_out(
+        t.clone(), perm, lam, t.clone(), 1.0, 0.25, "none", t
+    ),
+    "KernelMixup(inplace=True)": lambda t, perm, lam: kmixup.KernelMixup(
+        num_classes=3, inplace=True
+    )(t, torch.zeros(len(t), dtype=torch.long)),
+}
+
+
+@pytest.mark.parametrize("write", list(WRITES))
+def test_a_tensor_mixed_in_place_is_seen_by_autograd(write):
+    # The compiled kernels write through a data pointer: without a version bump, a graph
+    # that saved the tensor (w * t saves t for w's gradient) backpropagated through the
+    # mixed values with no error, where torch's own in-place ops raise.
+    w, t = torch.randn(8, 3, requires_grad=True), torch.randn(8, 3)
+    loss = (w * t).sum()
+    version = t._version
+    WRITES[write](t, torch.randperm(8), torch.rand(8))
+    assert t._version > version
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
 def test_kernel_mixup_inplace_and_the_collate_mix_in_place():
     x, y = torch.randn(16, 3, 4, 4), torch.randint(0, 5, (16,))
     ref = kmixup.KernelMixup(num_classes=5, generator=torch.Generator().manual_seed(0))
