@@ -218,16 +218,26 @@ torch.library.register_autograd(
 MUTATED_ARGUMENT = {"kernel_mix_": 0, "kernel_mix_out": 7}
 
 
-def _bumps_version(op: torch._ops.OpOverload, index: int):
-    """``op``'s ADInplaceOrView kernel: bumps the version of the tensor it writes, then runs it.
+def _in_place_kernel(name: str, index: int):
+    """The ADInplaceOrView kernel of op ``name``: what autograd must know of a write it
+    cannot see.
 
-    A compiled kernel writes through a data pointer, which autograd cannot see: without the
-    bump, a graph that saved that tensor (``w * x`` saves ``x`` for ``w``'s gradient) would
-    backpropagate through the mixed values without an error. torch's own in-place ops, and
-    ``torch.library.custom_op``, do the same at this dispatch key.
+    The compiled kernels write through a data pointer. Without this kernel, a graph that
+    saved the written tensor (``w * x`` saves ``x`` for ``w``'s gradient) backpropagated
+    through the mixed values, and a written or mixed tensor that requires grad kept its old
+    ``grad_fn``: silently wrong gradients either way. So, as for torch's own in-place and
+    ``out=`` ops: with grad enabled, ``x`` or the written tensor requiring grad is an error;
+    otherwise the written tensor's version is bumped (``torch.library.custom_op`` does the
+    same at this dispatch key), then the op runs.
     """
+    op = getattr(torch.ops.kmixup, name).default
 
     def kernel(keyset, *args):
+        if torch.is_grad_enabled() and (args[0].requires_grad or args[index].requires_grad):
+            raise RuntimeError(
+                f"kmixup::{name}: x or the tensor it writes requires grad, and mixing "
+                "in place or into out= is not differentiable; use kmixup::kernel_mix"
+            )
         torch.autograd.graph.increment_version(args[index])
         return op.redispatch(keyset & torch._C._after_ADInplaceOrView_keyset, *args)
 
@@ -237,7 +247,7 @@ def _bumps_version(op: torch._ops.OpOverload, index: int):
 for _name, _index in MUTATED_ARGUMENT.items():
     _lib.impl(
         _name,
-        _bumps_version(getattr(torch.ops.kmixup, _name).default, _index),
+        _in_place_kernel(_name, _index),
         "ADInplaceOrView",
         with_keyset=True,
     )

@@ -134,6 +134,29 @@ def test_a_tensor_mixed_in_place_is_seen_by_autograd(write):
         loss.backward()
 
 
+@pytest.mark.parametrize("needs_grad", ["x of kernel_mix_", "x of kernel_mix_out", "out"])
+def test_the_raw_in_place_ops_refuse_tensors_that_need_grad(needs_grad):
+    # The functional API refuses these by name; called directly, the ops wrote the values
+    # and left the old grad_fn in place (a silently wrong gradient), where torch's own
+    # out= ops raise.
+    w, perm, lam = torch.randn(8, 3, requires_grad=True), torch.randperm(8), torch.rand(8)
+    x, out = torch.randn(8, 3), torch.empty(8, 3)
+    if needs_grad == "out":
+        out = w * 2
+    else:
+        x = w * 2
+
+    def write():
+        if needs_grad == "x of kernel_mix_":
+            return torch.ops.kmixup.kernel_mix_(x, perm, lam, x.detach(), 1.0, 0.25, "none")
+        return torch.ops.kmixup.kernel_mix_out(x, perm, lam, x.detach(), 1.0, 0.25, "none", out)
+
+    with pytest.raises(RuntimeError, match="requires grad"):
+        write()
+    with torch.no_grad():  # as for torch's in-place ops: allowed, autograd is off
+        write()
+
+
 def test_kernel_mixup_inplace_and_the_collate_mix_in_place():
     x, y = torch.randn(16, 3, 4, 4), torch.randint(0, 5, (16,))
     ref = kmixup.KernelMixup(num_classes=5, generator=torch.Generator().manual_seed(0))
