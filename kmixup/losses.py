@@ -78,7 +78,8 @@ def mix_cross_entropy(
             ignored and ``weight`` is None, and ``coeff = 1`` gives exactly
             ``F.cross_entropy(logits, target, ...)``. NaN when everything is ignored, as
             in torch.
-        weight: Optional floating ``[C]`` class weights (keyword).
+        weight: Optional floating ``[C]`` class weights (keyword), not differentiated
+            (one that requires grad is refused, as by torch's ``cross_entropy``).
         ignore_index: A class index that contributes nothing (keyword); a position of
             the partner's map equal to it contributes nothing to that side.
         validate: Check values that need reading data: ``perm`` in ``[0, B)``, ``coeff``
@@ -192,6 +193,10 @@ def _check(logits, target, perm, coeff, label_smoothing, reduction, weight, igno
                 f"weight must have shape [C={logits.shape[1]}], got {list(weight.shape)}"
             )
         C.check_same_device(weight, "weight", logits, "logits")
+        if weight.requires_grad and torch.is_grad_enabled():
+            # The backward gives weight no gradient: an error, as from torch's
+            # cross_entropy with class indices, rather than a silent zero.
+            raise ValueError("weight requires grad, but the loss is not differentiable in it")
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, Integral):
         raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
 

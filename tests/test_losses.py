@@ -192,6 +192,9 @@ def test_bad_input_names_the_argument():
         (ValueError, "label_smoothing", lambda: call(logits, target, perm, coeff, 1.0)),
         (ValueError, "reduction", lambda: call(logits, target, perm, coeff, 0.0, "avg")),
         (ValueError, "weight", lambda: call(logits, target, perm, coeff, weight=coeff)),
+        # torch's class-index cross_entropy refuses it too; the backward would drop it.
+        (ValueError, "weight", lambda: call(
+            logits, target, perm, coeff, weight=torch.ones(3, requires_grad=True))),
         (TypeError, "ignore_index", lambda: call(logits, target, perm, coeff, ignore_index=1.5)),
         (IndexError, "perm", lambda: call(logits, target, torch.tensor([0, 1, 2, 4]), coeff)),
         (IndexError, "target", lambda: call(logits, target + 3, perm, coeff)),
