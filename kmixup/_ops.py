@@ -214,8 +214,11 @@ torch.library.register_autograd(
 
 # ----------------------------------------------------------------------------- mutation
 
-# The tensor each in-place op writes (schema `Tensor(a!)`), by argument position.
-MUTATED_ARGUMENT = {"kernel_mix_": 0, "kernel_mix_out": 7}
+def _written_argument(name: str) -> int | None:
+    """The position of the tensor op ``name`` writes (``Tensor(a!)`` in its schema), if any."""
+    arguments = getattr(torch.ops.kmixup, name).default._schema.arguments
+    written = [i for i, a in enumerate(arguments) if a.alias_info and a.alias_info.is_write]
+    return written[0] if written else None
 
 
 def _in_place_kernel(name: str, index: int):
@@ -244,10 +247,6 @@ def _in_place_kernel(name: str, index: int):
     return kernel
 
 
-for _name, _index in MUTATED_ARGUMENT.items():
-    _lib.impl(
-        _name,
-        _in_place_kernel(_name, _index),
-        "ADInplaceOrView",
-        with_keyset=True,
-    )
+for _name in SCHEMAS:
+    if (_index := _written_argument(_name)) is not None:
+        _lib.impl(_name, _in_place_kernel(_name, _index), "ADInplaceOrView", with_keyset=True)
